@@ -1,0 +1,124 @@
+//! Settings of the local stack, from flags or environment variables.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "local-stack", about = "The notification platform on one machine: no cloud, no Docker.")]
+pub struct Args {
+    /// Address to serve the API and WebSocket on.
+    #[arg(long, env = "NOTIFY_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Comma-separated API keys; when unset a key is generated and printed at start.
+    #[arg(long, env = "NOTIFY_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Secret (≥ 32 bytes) that signs WebSocket tokens; random per start when unset.
+    #[arg(long, env = "NOTIFY_WS_TOKEN_SECRET", hide_env_values = true)]
+    pub ws_token_secret: Option<String>,
+    /// Event catalog folder (event types, schemas, templates).
+    #[arg(long, env = "NOTIFY_CATALOG_DIR")]
+    pub catalog_dir: Option<PathBuf>,
+    /// Folder where the local providers also write each message as a JSON file; `none` to disable.
+    #[arg(long, env = "NOTIFY_OUTBOX_DIR", default_value = "outbox")]
+    pub outbox_dir: String,
+    /// Comma-separated channels whose local provider fails (to watch retries and the DLQ).
+    #[arg(long, env = "NOTIFY_LOCAL_FAIL_CHANNELS", default_value = "")]
+    pub fail_channels: String,
+    /// Receives before a message moves to its dead-letter queue.
+    #[arg(long, env = "NOTIFY_MAX_RECEIVE_COUNT", default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// First retry backoff in milliseconds (doubles per attempt, with jitter).
+    #[arg(long, env = "NOTIFY_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+}
+
+/// Everything `start` needs; tests build one directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub api_keys: Vec<String>,
+    pub ws_token_secret: Vec<u8>,
+    pub ws_token_ttl: Duration,
+    pub catalog_dir: PathBuf,
+    pub outbox_dir: Option<PathBuf>,
+    pub fail_channels: Vec<shared::domain::Channel>,
+    pub max_receive_count: u32,
+    pub visibility_timeout: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Pollers per queue (Lambda's concurrency per event source mapping).
+    pub pollers_per_queue: usize,
+}
+
+fn random_secret() -> Vec<u8> {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.to_vec()
+}
+
+fn default_catalog_dir() -> PathBuf {
+    let here = PathBuf::from("catalog");
+    if here.is_dir() { here } else { shared::catalog::repository_catalog_dir() }
+}
+
+impl Config {
+    /// Defaults for an in-process stack on a free port (tests, benchmarks): fast retries.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().expect("literal address"),
+            api_keys: vec!["test-key".into()],
+            ws_token_secret: random_secret(),
+            ws_token_ttl: Duration::from_secs(300),
+            catalog_dir: shared::catalog::repository_catalog_dir(),
+            outbox_dir: None,
+            fail_channels: Vec::new(),
+            max_receive_count: 3,
+            visibility_timeout: Duration::from_secs(10),
+            retry_base: Duration::from_millis(50),
+            retry_max: Duration::from_millis(400),
+            pollers_per_queue: 2,
+        }
+    }
+
+    pub fn from_args(args: Args) -> Result<Self, String> {
+        let api_keys: Vec<String> = args
+            .api_keys
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let ws_token_secret = match args.ws_token_secret {
+            Some(s) if s.len() >= 32 => s.into_bytes(),
+            Some(_) => return Err("NOTIFY_WS_TOKEN_SECRET must be at least 32 bytes".into()),
+            None => random_secret(),
+        };
+        let fail_channels = args
+            .fail_channels
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse().map_err(|e: String| format!("NOTIFY_LOCAL_FAIL_CHANNELS: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.max_receive_count == 0 {
+            return Err("NOTIFY_MAX_RECEIVE_COUNT must be at least 1".into());
+        }
+        Ok(Self {
+            addr: args.addr,
+            api_keys,
+            ws_token_secret,
+            ws_token_ttl: Duration::from_secs(15 * 60),
+            catalog_dir: args.catalog_dir.unwrap_or_else(default_catalog_dir),
+            outbox_dir: (args.outbox_dir != "none" && !args.outbox_dir.is_empty()).then(|| PathBuf::from(args.outbox_dir)),
+            fail_channels,
+            max_receive_count: args.max_receive_count,
+            visibility_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_millis(args.retry_base_ms),
+            retry_max: Duration::from_secs(60),
+            pollers_per_queue: 2,
+        })
+    }
+}

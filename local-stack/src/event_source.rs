@@ -1,0 +1,92 @@
+//! Plays the part of Lambda's SQS event source mappings: long-poll a queue, hand the function a
+//! real `SqsEvent` batch of up to ten records, delete what succeeded and leave what failed to the
+//! queue (its visibility timeout brings it back; its redrive policy moves it to the DLQ).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::BoxFuture;
+use shared::ports::{QueueReceiver, ReceivedMessage};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A function's batch handler, as its Lambda `main.rs` would register it.
+pub type BatchHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
+
+pub const LOCAL_REGION: &str = "local";
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+
+pub fn queue_arn(queue: &str) -> String {
+    format!("arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{queue}")
+}
+
+/// The record Lambda would build from a received message.
+pub fn sqs_record(queue: &str, m: &ReceivedMessage) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(m.message_id.clone());
+    record.receipt_handle = Some(m.receipt_handle.clone());
+    record.body = Some(m.body.clone());
+    record.event_source = Some("aws:sqs".into());
+    record.event_source_arn = Some(queue_arn(queue));
+    record.aws_region = Some(LOCAL_REGION.into());
+    let attrs = &mut record.attributes;
+    attrs.insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+    attrs.insert("SentTimestamp".into(), m.sent_at_millis.to_string());
+    if let Some(g) = &m.group_id {
+        attrs.insert("MessageGroupId".into(), g.clone());
+    }
+    if let Some(d) = &m.dedup_id {
+        attrs.insert("MessageDeduplicationId".into(), d.clone());
+    }
+    record
+}
+
+/// One mapping: `queue` → `handler`, with `concurrency` pollers (Lambda scales a FIFO mapping by
+/// message group; the queue itself keeps each group in order).
+pub struct Mapping {
+    pub queue: String,
+    pub handler: BatchHandler,
+    pub concurrency: usize,
+}
+
+pub fn spawn(mapping: Mapping, receiver: Arc<dyn QueueReceiver>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..mapping.concurrency.max(1))
+        .map(|_| {
+            let queue = mapping.queue.clone();
+            let handler = mapping.handler.clone();
+            let receiver = receiver.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(poll(queue, handler, receiver, shutdown))
+        })
+        .collect()
+}
+
+async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueReceiver>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = receiver.receive(&queue, 10, Duration::from_secs(1)) => r,
+        };
+        let messages = match received {
+            Ok(m) if m.is_empty() => continue,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| sqs_record(&queue, m)).collect();
+        let response = handler(event).await;
+        let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        for m in messages.iter().filter(|m| !failed.contains(m.message_id.as_str())) {
+            if let Err(e) = receiver.delete(&queue, &m.receipt_handle).await {
+                tracing::warn!(queue, error = %e, "delete failed; the message will be seen again");
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The embedded local stack: the whole platform in one process on loopback. It serves the public
+//! API and a WebSocket endpoint, and drives the very same handlers the Lambda functions run
+//! through in-process adapters that keep the semantics of SQS (FIFO groups, visibility, receive
+//! counts, redrive, delay) and DynamoDB (conditional writes). Providers write to a local outbox.
+
+pub mod config;
+pub mod dev;
+pub mod event_source;
+pub mod websocket;
+pub mod wiring;
+
+pub use config::Config;
+pub use wiring::{LocalStack, start};

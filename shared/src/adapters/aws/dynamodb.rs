@@ -1,0 +1,569 @@
+//! Amazon DynamoDB: `DynamoStore` implements every store port with conditional writes.
+//!
+//! Table design (one table per aggregate, so each function's role names only the tables it uses;
+//! all on-demand, TTL attribute `expires_at` in epoch seconds, expiry also checked in code):
+//!
+//! | table | key | GSIs | answers |
+//! |---|---|---|---|
+//! | idempotency | `id` (S) = event id | – | ingest's claim / replay of an `event_id` |
+//! | events | `event_id` (S) | – | `GET /v1/events/{id}` (the event) |
+//! | notifications | `notification_id` (S) | `by-event`: `event_id` / `channel`; `by-user`: `user_id` / `created_key` | claims and state changes; an event's notifications; a user's inbox, newest first |
+//! | users | `user_id` (S) | – | profile and preferences (attributes `profile`, `preferences`) |
+//! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections |
+//!
+//! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
+//! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
+//! `attribute_not_exists(<key>)`; every notification transition its [`Guard`] (status set, or
+//! "pending/scheduled, or sending with `lease_until_ms` < now"). When a condition fails, the
+//! current item is read back with a consistent read.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::Timestamp;
+use std::collections::HashMap;
+
+use crate::domain::{EventId, Guard, Notification, NotificationId, Preferences, Profile, Status, Transition, UserId};
+use crate::ports::store::channel_rank;
+use crate::ports::{
+    Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore, NotificationStore, Page,
+    ProfileStore, StoreError, StoredResponse, TransitionOutcome,
+};
+
+/// Physical table names, from the environment on Lambda.
+#[derive(Clone, Debug)]
+pub struct TableNames {
+    pub idempotency: String,
+    pub events: String,
+    pub notifications: String,
+    pub users: String,
+    pub connections: String,
+}
+
+impl TableNames {
+    /// The logical names used by `template.yaml`, optionally prefixed.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            idempotency: format!("{prefix}idempotency"),
+            events: format!("{prefix}events"),
+            notifications: format!("{prefix}notifications"),
+            users: format!("{prefix}users"),
+            connections: format!("{prefix}connections"),
+        }
+    }
+}
+
+pub const BY_EVENT_INDEX: &str = "by-event";
+pub const BY_USER_INDEX: &str = "by-user";
+/// How long events and notifications are kept (TTL).
+pub const RETENTION_SECONDS: i64 = 90 * 24 * 60 * 60;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError {
+    // Only the code and message: `{:?}` of an SDK error can carry a whole item.
+    StoreError::Unavailable(format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message")))
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn to_av<T: serde::Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_av<T: serde::de::DeserializeOwned>(value: AttributeValue) -> Result<T, StoreError> {
+    serde_dynamo::from_attribute_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn ts(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency.
+
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+fn idempotency_record(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    let key = get_s(item, "id").ok_or_else(|| StoreError::Corrupt("idempotency item without id".into()))?.to_owned();
+    let payload_hash = get_s(item, "payload_hash").unwrap_or_default().to_owned();
+    let expires_at = ts(get_n(item, "expires_at").unwrap_or_default());
+    let state = match get_s(item, "state") {
+        Some(COMPLETED) => {
+            let response: StoredResponse =
+                serde_json::from_str(get_s(item, "response").unwrap_or_default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            IdempotencyState::Completed { response }
+        }
+        _ => IdempotencyState::InProgress {
+            until: Timestamp::from_millisecond(get_n(item, "in_progress_until").unwrap_or_default()).unwrap_or(Timestamp::UNIX_EPOCH),
+        },
+    };
+    Ok(IdempotencyRecord { key, payload_hash, state, expires_at })
+}
+
+impl DynamoStore {
+    async fn consistent_get(&self, table: &str, key: &str, value: &str) -> Result<Option<Item>, StoreError> {
+        let out = self.client.get_item().table_name(table).key(key, s(value)).consistent_read(true).send().await.map_err(unavailable)?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, key: &str, payload_hash: &str, now: Timestamp, in_progress_until: Timestamp, expires_at: Timestamp) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.idempotency)
+            .item("id", s(key))
+            .item("payload_hash", s(payload_hash))
+            .item("state", s(IN_PROGRESS))
+            .item("in_progress_until", n(in_progress_until.as_millisecond()))
+            .item("expires_at", n(expires_at.as_second()))
+            .condition_expression("attribute_not_exists(id) OR expires_at < :now OR (#state = :in_progress AND in_progress_until < :now_ms)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now", n(now.as_second()))
+            .expression_attribute_values(":now_ms", n(now.as_millisecond()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Acquired),
+            Err(e) if is_condition_failure(&e) => {
+                let old = e.as_service_error().and_then(|se| se.as_conditional_check_failed_exception().ok()).and_then(|c| c.item.clone());
+                let item = match old {
+                    Some(item) => Some(item),
+                    None => self.consistent_get(&self.tables.idempotency, "id", key).await?,
+                };
+                match item {
+                    Some(item) => Ok(Claim::Existing(idempotency_record(&item)?)),
+                    // Deleted between the two calls: claim again.
+                    None => Box::pin(self.claim(key, payload_hash, now, in_progress_until, expires_at)).await,
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn complete(&self, key: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&response).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("id", s(key))
+            .update_expression("SET #state = :completed, #response = :response, expires_at = :exp REMOVE in_progress_until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":response", s(body))
+            .expression_attribute_values(":exp", n(expires_at.as_second()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.client.delete_item().table_name(&self.tables.idempotency).key("id", s(key)).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events.
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn put_event(&self, record: &EventRecord) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.events)
+            .item("event_id", s(record.event.event_id.as_str()))
+            .item("record", to_av(record)?)
+            .item("expires_at", n(record.accepted_at.as_second() + RETENTION_SECONDS))
+            .condition_expression("attribute_not_exists(event_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let Some(mut item) = self.consistent_get(&self.tables.events, "event_id", event_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let record = item.remove("record").ok_or_else(|| StoreError::Corrupt("event item without record".into()))?;
+        from_av(record).map(Some)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications.
+
+/// The inbox sort key: creation time (fixed-width millis), then id for ties.
+fn created_key(n: &Notification) -> String {
+    format!("{:015}#{}", n.created_at.as_millisecond().max(0), n.notification_id)
+}
+
+fn notification_item(n: &Notification) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(n).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert("created_key".into(), s(created_key(n)));
+    item.insert("expires_at".into(), n_attr(n.created_at.as_second() + RETENTION_SECONDS));
+    if let Some(lease) = n.lease_until {
+        item.insert("lease_until_ms".into(), n_attr(lease.as_millisecond()));
+    }
+    Ok(item)
+}
+
+fn n_attr(v: i64) -> AttributeValue {
+    n(v)
+}
+
+fn notification_from(mut item: Item) -> Result<Notification, StoreError> {
+    for extra in ["created_key", "expires_at", "lease_until_ms"] {
+        item.remove(extra);
+    }
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `(update expression, names, values)` for a transition.
+fn transition_update(change: &Transition) -> Result<(String, HashMap<String, String>, HashMap<String, AttributeValue>), StoreError> {
+    let mut set = vec!["#status = :to".to_owned(), "updated_at = :at".to_owned()];
+    let mut remove = Vec::new();
+    let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+    let mut values = HashMap::from([(":to".to_owned(), to_av(&change.to)?), (":at".to_owned(), to_av(&change.at)?)]);
+    let mut optional = |field: &str, value: &Option<Option<String>>| -> Result<(), StoreError> {
+        match value {
+            Some(Some(v)) => {
+                set.push(format!("{field} = :{field}"));
+                values.insert(format!(":{field}"), s(v.clone()));
+            }
+            Some(None) => remove.push(field.to_owned()),
+            None => {}
+        }
+        Ok(())
+    };
+    optional("reason", &change.reason)?;
+    optional("last_error", &change.last_error)?;
+    match change.lease_until {
+        Some(Some(until)) => {
+            set.push("lease_until = :lease_until".into());
+            set.push("lease_until_ms = :lease_until_ms".into());
+            values.insert(":lease_until".into(), to_av(&until)?);
+            values.insert(":lease_until_ms".into(), n(until.as_millisecond()));
+        }
+        Some(None) => {
+            remove.push("lease_until".into());
+            remove.push("lease_until_ms".into());
+        }
+        None => {}
+    }
+    if let Some(id) = &change.provider_message_id {
+        set.push("provider_message_id = :provider_message_id".into());
+        values.insert(":provider_message_id".into(), s(id.clone()));
+    }
+    if change.increment_attempts {
+        set.push("attempts = attempts + :one".into());
+        values.insert(":one".into(), n(1));
+    }
+    if let Some(at) = change.sent_at {
+        set.push("sent_at = :sent_at".into());
+        values.insert(":sent_at".into(), to_av(&at)?);
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    Ok((expression, names, values))
+}
+
+/// The guard as a condition expression over `#status` and `lease_until_ms`.
+fn guard_condition(guard: &Guard, values: &mut HashMap<String, AttributeValue>) -> Result<String, StoreError> {
+    let mut status_value = |status: Status, values: &mut HashMap<String, AttributeValue>| -> Result<String, StoreError> {
+        let key = format!(":g_{}", status.as_str());
+        values.insert(key.clone(), to_av(&status)?);
+        Ok(key)
+    };
+    match guard {
+        Guard::StatusIn(statuses) if statuses.is_empty() => Ok("attribute_not_exists(notification_id)".into()),
+        Guard::StatusIn(statuses) => {
+            let keys = statuses.iter().map(|s| status_value(*s, values)).collect::<Result<Vec<_>, _>>()?;
+            Ok(format!("attribute_exists(notification_id) AND #status IN ({})", keys.join(", ")))
+        }
+        Guard::Claimable { now } => {
+            let pending = status_value(Status::Pending, values)?;
+            let scheduled = status_value(Status::Scheduled, values)?;
+            let sending = status_value(Status::Sending, values)?;
+            values.insert(":g_now".into(), n(now.as_millisecond()));
+            Ok(format!(
+                "attribute_exists(notification_id) AND (#status IN ({pending}, {scheduled}) OR (#status = {sending} AND (attribute_not_exists(lease_until_ms) OR lease_until_ms < :g_now)))"
+            ))
+        }
+    }
+}
+
+const CURSOR_FIELDS: [&str; 3] = ["notification_id", "user_id", "created_key"];
+
+fn encode_cursor(key: &Item) -> String {
+    let map: HashMap<&str, &str> = CURSOR_FIELDS.iter().filter_map(|f| get_s(key, f).map(|v| (*f, v))).collect();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).unwrap_or_default())
+}
+
+fn decode_cursor(raw: &str) -> Option<Item> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+    if CURSOR_FIELDS.iter().any(|f| !map.contains_key(*f)) {
+        return None;
+    }
+    Some(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+#[async_trait]
+impl NotificationStore for DynamoStore {
+    async fn create(&self, notification: &Notification) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.notifications)
+            .set_item(Some(notification_item(notification)?))
+            .condition_expression("attribute_not_exists(notification_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        match self.consistent_get(&self.tables.notifications, "notification_id", id.as_str()).await? {
+            Some(item) => notification_from(item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
+        let (update, names, mut values) = transition_update(change)?;
+        let condition = guard_condition(guard, &mut values)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.notifications)
+            .key("notification_id", s(id.as_str()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(TransitionOutcome::Applied(notification_from(item)?)),
+                None => self.get(id).await?.map(TransitionOutcome::Applied).ok_or_else(|| StoreError::Corrupt("updated item vanished".into())),
+            },
+            Err(e) if is_condition_failure(&e) => {
+                let old = e.as_service_error().and_then(|se| se.as_conditional_check_failed_exception().ok()).and_then(|c| c.item.clone());
+                let current = match old {
+                    Some(item) => Some(notification_from(item)?),
+                    None => self.get(id).await?,
+                };
+                Ok(current.map(TransitionOutcome::Rejected).unwrap_or(TransitionOutcome::NotFound))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.notifications)
+                .index_name(BY_EVENT_INDEX)
+                .key_condition_expression("event_id = :e")
+                .expression_attribute_values(":e", s(event_id.as_str()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items.unwrap_or_default() {
+                out.push(notification_from(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|n| channel_rank(n.channel));
+        Ok(out)
+    }
+
+    async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+        let start = match cursor {
+            None => None,
+            Some(raw) => match decode_cursor(raw) {
+                Some(key) => Some(key),
+                None => return Ok(Page { items: Vec::new(), next: None }),
+            },
+        };
+        let page = self
+            .client
+            .query()
+            .table_name(&self.tables.notifications)
+            .index_name(BY_USER_INDEX)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", s(user_id.as_str()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let items = page.items.unwrap_or_default().into_iter().map(notification_from).collect::<Result<Vec<_>, _>>()?;
+        let next = page.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| encode_cursor(&k));
+        Ok(Page { items, next })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users.
+
+impl DynamoStore {
+    async fn user_attribute<T: serde::de::DeserializeOwned>(&self, user_id: &UserId, attribute: &str) -> Result<Option<T>, StoreError> {
+        let Some(mut item) = self.consistent_get(&self.tables.users, "user_id", user_id.as_str()).await? else {
+            return Ok(None);
+        };
+        item.remove(attribute).map(from_av).transpose()
+    }
+
+    async fn set_user_attribute<T: serde::Serialize>(&self, user_id: &UserId, attribute: &str, value: &T) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.users)
+            .key("user_id", s(user_id.as_str()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", to_av(value)?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProfileStore for DynamoStore {
+    async fn get_profile(&self, user_id: &UserId) -> Result<Option<Profile>, StoreError> {
+        self.user_attribute(user_id, "profile").await
+    }
+
+    async fn put_profile(&self, user_id: &UserId, profile: &Profile) -> Result<(), StoreError> {
+        self.set_user_attribute(user_id, "profile", profile).await
+    }
+
+    async fn get_preferences(&self, user_id: &UserId) -> Result<Option<Preferences>, StoreError> {
+        self.user_attribute(user_id, "preferences").await
+    }
+
+    async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError> {
+        self.set_user_attribute(user_id, "preferences", preferences).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections.
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.connections)
+            .item("connection_id", s(&c.connection_id))
+            .item("user_id", s(c.user_id.as_str()))
+            .item("connected_at", to_av(&c.connected_at)?)
+            .item("expires_at", n(c.expires_at.as_second()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.client.delete_item().table_name(&self.tables.connections).key("connection_id", s(connection_id)).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.connections)
+            .index_name(BY_USER_INDEX)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", s(user_id.as_str()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut connections = Vec::new();
+        for mut item in out.items.unwrap_or_default() {
+            let expires_at = ts(get_n(&item, "expires_at").unwrap_or_default());
+            if expires_at <= now {
+                continue; // TTL deletion lags; expiry counts from the attribute
+            }
+            let connected_at: Timestamp = item.remove("connected_at").map(from_av).transpose()?.unwrap_or(Timestamp::UNIX_EPOCH);
+            connections.push(Connection {
+                connection_id: get_s(&item, "connection_id").unwrap_or_default().to_owned(),
+                user_id: user_id.clone(),
+                connected_at,
+                expires_at,
+            });
+        }
+        connections.sort_by_key(|c| c.connected_at);
+        Ok(connections)
+    }
+}

@@ -1,0 +1,66 @@
+//! Amazon SES v2: `SesEmailSender` sends a notification's email (subject, text and HTML parts).
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+
+use crate::ports::{Address, ChannelSender, Delivery, SendError};
+
+#[derive(Clone, Debug)]
+pub struct SesEmailSender {
+    client: Client,
+    from: String,
+    configuration_set: Option<String>,
+}
+
+impl SesEmailSender {
+    /// `from` must be a verified identity; `configuration_set` routes bounces and metrics.
+    pub fn new(client: Client, from: String, configuration_set: Option<String>) -> Self {
+        Self { client, from, configuration_set }
+    }
+}
+
+fn content(text: &str) -> Result<Content, SendError> {
+    Content::builder().data(text).charset("UTF-8").build().map_err(|e| SendError::Permanent(e.to_string()))
+}
+
+/// SES error codes that retrying cannot fix; everything else (throttling, 5xx, network) is retried.
+fn classify(code: &str, message: &str) -> SendError {
+    match code {
+        "MessageRejected" | "MailFromDomainNotVerifiedException" | "AccountSuspendedException" | "SendingPausedException"
+        | "BadRequestException" | "NotFoundException" => SendError::Permanent(format!("{code}: {message}")),
+        _ => SendError::Transient(format!("{code}: {message}")),
+    }
+}
+
+#[async_trait]
+impl ChannelSender for SesEmailSender {
+    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+        let Address::Email { to } = d.address else {
+            return Err(SendError::Permanent("not an email address".into()));
+        };
+        let m = d.message;
+        let mut body = Body::builder().text(content(m.part("text"))?);
+        if !m.part("html").is_empty() {
+            body = body.html(content(m.part("html"))?);
+        }
+        let message = Message::builder().subject(content(m.part("subject"))?).body(body.build()).build();
+        let result = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out.message_id().unwrap_or_default().to_owned()),
+            Err(e) => match e.code() {
+                Some(code) => Err(classify(code, e.message().unwrap_or_default())),
+                None => Err(SendError::Transient(aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string())),
+            },
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Amazon SNS: `SnsSmsSender` publishes SMS to E.164 numbers; `SnsPushSender` publishes mobile
+//! push through platform endpoints (FCM and APNs platform applications).
+
+use async_trait::async_trait;
+use aws_sdk_sns::Client;
+use aws_sdk_sns::error::ProvideErrorMetadata;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde_json::json;
+
+use crate::ports::{Address, ChannelSender, Delivery, SendError};
+
+fn classify(code: &str, message: &str) -> SendError {
+    match code {
+        "InvalidParameter" | "InvalidParameterValue" | "EndpointDisabled" | "NotFound" | "OptedOut" | "AuthorizationError" => {
+            SendError::Permanent(format!("{code}: {message}"))
+        }
+        _ => SendError::Transient(format!("{code}: {message}")),
+    }
+}
+
+fn sdk_error<E: std::error::Error + ProvideErrorMetadata + 'static>(e: aws_sdk_sns::error::SdkError<E>) -> SendError {
+    match e.code() {
+        Some(code) => classify(code, e.message().unwrap_or_default()),
+        None => SendError::Transient(aws_sdk_sns::error::DisplayErrorContext(&e).to_string()),
+    }
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, SendError> {
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().map_err(|e| SendError::Permanent(e.to_string()))
+}
+
+#[derive(Clone, Debug)]
+pub struct SnsSmsSender {
+    client: Client,
+    sender_id: Option<String>,
+}
+
+impl SnsSmsSender {
+    /// `sender_id`: the alphanumeric sender id shown where carriers allow one.
+    pub fn new(client: Client, sender_id: Option<String>) -> Self {
+        Self { client, sender_id }
+    }
+}
+
+#[async_trait]
+impl ChannelSender for SnsSmsSender {
+    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+        let number = match d.address {
+            Address::Phone { number } => number,
+            _ => return Err(SendError::Permanent("not a phone number".into())),
+        };
+        let mut publish = self
+            .client
+            .publish()
+            .phone_number(number)
+            .message(d.message.part("text"))
+            .message_attributes("AWS.SNS.SMS.SMSType", attribute("Transactional")?);
+        if let Some(id) = &self.sender_id {
+            publish = publish.message_attributes("AWS.SNS.SMS.SenderID", attribute(id)?);
+        }
+        let out = publish.send().await.map_err(sdk_error)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+/// Push through SNS mobile push: each device token gets (idempotently) a platform endpoint under
+/// the platform application of its kind, and one publish per endpoint.
+#[derive(Clone, Debug)]
+pub struct SnsPushSender {
+    client: Client,
+    fcm_application_arn: Option<String>,
+    apns_application_arn: Option<String>,
+}
+
+impl SnsPushSender {
+    pub fn new(client: Client, fcm_application_arn: Option<String>, apns_application_arn: Option<String>) -> Self {
+        Self { client, fcm_application_arn, apns_application_arn }
+    }
+
+    /// The JSON message SNS fans out per platform.
+    pub fn payload(title: &str, body: &str, notification_id: &str) -> String {
+        let gcm = json!({"notification": {"title": title, "body": body}, "data": {"notification_id": notification_id}});
+        let apns = json!({"aps": {"alert": {"title": title, "body": body}}, "notification_id": notification_id});
+        json!({"default": body, "GCM": gcm.to_string(), "APNS": apns.to_string(), "APNS_SANDBOX": apns.to_string()}).to_string()
+    }
+}
+
+#[async_trait]
+impl ChannelSender for SnsPushSender {
+    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+        let Address::Push { tokens } = d.address else {
+            return Err(SendError::Permanent("not a push address".into()));
+        };
+        let message = Self::payload(d.message.part("title"), d.message.part("body"), d.notification_id.as_str());
+        let mut sent = Vec::new();
+        let mut last_error = None;
+        for token in tokens {
+            let application = match token.platform.as_str() {
+                "fcm" => self.fcm_application_arn.as_deref(),
+                "apns" => self.apns_application_arn.as_deref(),
+                _ => None,
+            };
+            let Some(application) = application else {
+                last_error = Some(SendError::Permanent(format!("no platform application configured for {}", token.platform)));
+                continue;
+            };
+            let endpoint = match self.client.create_platform_endpoint().platform_application_arn(application).token(&token.token).send().await {
+                Ok(out) => out.endpoint_arn().unwrap_or_default().to_owned(),
+                Err(e) => {
+                    last_error = Some(sdk_error(e));
+                    continue;
+                }
+            };
+            match self.client.publish().target_arn(&endpoint).message_structure("json").message(&message).send().await {
+                Ok(out) => sent.push(out.message_id().unwrap_or_default().to_owned()),
+                Err(e) => last_error = Some(sdk_error(e)),
+            }
+        }
+        match (sent.is_empty(), last_error) {
+            (false, _) => Ok(sent.join(",")),
+            (true, Some(e)) => Err(e),
+            (true, None) => Err(SendError::Permanent("no device tokens".into())),
+        }
+    }
+}

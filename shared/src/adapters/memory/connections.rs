@@ -1,0 +1,46 @@
+//! Live WebSocket connections held in process: the local stack's stand-in for API Gateway's
+//! `@connections` (the Management API `PostToConnection`).
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+use crate::ports::{ConnectionPoster, PostError};
+
+/// Each open socket registers a channel its writer task drains; posting to a closed or unknown
+/// connection answers `Gone`, as API Gateway does.
+#[derive(Clone, Default)]
+pub struct MemoryConnectionPoster {
+    sockets: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<String>>>>,
+}
+
+impl MemoryConnectionPoster {
+    pub fn register(&self, connection_id: &str, frames: mpsc::UnboundedSender<String>) {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).insert(connection_id.to_owned(), frames);
+    }
+
+    pub fn unregister(&self, connection_id: &str) {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).remove(connection_id);
+    }
+
+    pub fn is_live(&self, connection_id: &str) -> bool {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).get(connection_id).is_some_and(|s| !s.is_closed())
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|s| !s.is_closed()).count()
+    }
+}
+
+#[async_trait]
+impl ConnectionPoster for MemoryConnectionPoster {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        let text = String::from_utf8(data.to_vec()).map_err(|_| PostError::Failed("frames are UTF-8 text".into()))?;
+        let sender = self.sockets.lock().unwrap_or_else(|e| e.into_inner()).get(connection_id).cloned();
+        match sender {
+            Some(s) => s.send(text).map_err(|_| PostError::Gone),
+            None => Err(PostError::Gone),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The local providers: every channel's "sent" message lands in an outbox that can be read
+//! (`GET /v1/dev/outbox`) and, optionally, as one JSON file per message in a folder.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::domain::{Channel, Priority};
+use crate::ports::{Address, ChannelSender, Delivery, SendError};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboxEntry {
+    pub provider_message_id: String,
+    pub notification_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub user_id: String,
+    pub channel: Channel,
+    pub priority: Priority,
+    pub to: Address,
+    pub locale: String,
+    pub parts: BTreeMap<String, String>,
+    pub sent_at: Timestamp,
+}
+
+/// What the local providers sent, in order, shared by all channels.
+#[derive(Clone, Default)]
+pub struct Outbox {
+    entries: Arc<Mutex<Vec<OutboxEntry>>>,
+    dir: Option<PathBuf>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir, ..Self::default() }
+    }
+
+    pub fn entries(&self, channel: Option<Channel>) -> Vec<OutboxEntry> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().filter(|e| channel.is_none_or(|c| e.channel == c)).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the outbox holds at least `n` entries or `timeout` passes; returns the count.
+    pub async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            let len = self.len();
+            if len >= n {
+                return len;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.len();
+            }
+        }
+    }
+
+    fn record(&self, entry: OutboxEntry) {
+        if let Some(dir) = &self.dir {
+            let folder = dir.join(entry.channel.as_str());
+            let file = folder.join(format!("{}-{}.json", entry.sent_at.as_millisecond(), entry.notification_id));
+            let written = std::fs::create_dir_all(&folder)
+                .and_then(|_| std::fs::write(&file, serde_json::to_vec_pretty(&entry).unwrap_or_default()));
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not write the outbox file");
+            }
+        }
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        self.notify.notify_waiters();
+    }
+}
+
+/// A channel's local provider. Channels listed in `failing` answer with a transient error
+/// instead (to watch retries and the dead-letter queue at work).
+#[derive(Clone)]
+pub struct OutboxSender {
+    outbox: Outbox,
+    failing: Arc<Mutex<HashSet<Channel>>>,
+}
+
+impl OutboxSender {
+    pub fn new(outbox: Outbox) -> Self {
+        Self { outbox, failing: Default::default() }
+    }
+
+    /// Makes `channel` fail (transiently) until set back.
+    pub fn set_failing(&self, channel: Channel, failing: bool) {
+        let mut set = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing {
+            set.insert(channel);
+        } else {
+            set.remove(&channel);
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelSender for OutboxSender {
+    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+        let channel = d.message.channel;
+        if self.failing.lock().unwrap_or_else(|e| e.into_inner()).contains(&channel) {
+            return Err(SendError::Transient(format!("local {channel} provider is set to fail")));
+        }
+        let id = format!("local-{}", ulid::Ulid::new());
+        self.outbox.record(OutboxEntry {
+            provider_message_id: id.clone(),
+            notification_id: d.notification_id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type.to_owned(),
+            user_id: d.user_id.to_string(),
+            channel,
+            priority: d.priority,
+            to: d.address.clone(),
+            locale: d.message.locale.clone(),
+            parts: d.message.parts.clone(),
+            sent_at: Timestamp::now(),
+        });
+        Ok(id)
+    }
+}

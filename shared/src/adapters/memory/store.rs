@@ -1,0 +1,435 @@
+//! Every store port over in-process tables, with DynamoDB's conditional-write semantics.
+//!
+//! Each write checks its condition and applies itself under one lock, atomically, as a DynamoDB
+//! `ConditionExpression` does. Items are kept as they would be on DynamoDB: serialized on write
+//! and deserialized on read, so a type that does not round-trip through serde fails here as well,
+//! with [`StoreError::Corrupt`].
+//!
+//! The lock is a `std::sync::Mutex` held only for the length of one operation, never across an
+//! `.await`; a poisoned lock is recovered (every operation leaves the tables consistent before it
+//! can panic).
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::domain::{EventId, Guard, Notification, NotificationId, Preferences, Profile, Transition, UserId};
+use crate::ports::store::{
+    Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
+    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, channel_rank,
+};
+
+/// The most items one `list_for_user` page holds, whatever the caller asks for.
+pub const MAX_PAGE: usize = 100;
+
+/// The sort key of the by-user index: newest first means iterating it in reverse.
+type UserSortKey = (Timestamp, String);
+
+#[derive(Default)]
+struct Tables {
+    /// Idempotency records by key.
+    idempotency: HashMap<String, Value>,
+    /// Event records by event id.
+    events: HashMap<String, Value>,
+    /// Notifications by notification id.
+    notifications: HashMap<String, Value>,
+    /// Index: user id -> (created_at, notification id).
+    notifications_by_user: HashMap<String, BTreeSet<UserSortKey>>,
+    /// Index: event id -> notification ids.
+    notifications_by_event: HashMap<String, BTreeSet<String>>,
+    profiles: HashMap<String, Value>,
+    preferences: HashMap<String, Value>,
+    /// Connections by connection id.
+    connections: HashMap<String, Value>,
+}
+
+impl Tables {
+    fn index_notification(&mut self, n: &Notification) {
+        self.notifications_by_user
+            .entry(n.user_id.as_str().to_owned())
+            .or_default()
+            .insert((n.created_at, n.notification_id.as_str().to_owned()));
+        self.notifications_by_event
+            .entry(n.event_id.as_str().to_owned())
+            .or_default()
+            .insert(n.notification_id.as_str().to_owned());
+    }
+
+    fn unindex_notification(&mut self, n: &Notification) {
+        if let Some(keys) = self.notifications_by_user.get_mut(n.user_id.as_str()) {
+            keys.remove(&(n.created_at, n.notification_id.as_str().to_owned()));
+        }
+        if let Some(ids) = self.notifications_by_event.get_mut(n.event_id.as_str()) {
+            ids.remove(n.notification_id.as_str());
+        }
+    }
+
+    fn notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        self.notifications.get(id).map(|v| decode(v, "notification")).transpose()
+    }
+}
+
+/// All five store ports over one set of in-process tables; share it behind an `Arc`.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.tables();
+        f.debug_struct("MemoryStore")
+            .field("idempotency", &t.idempotency.len())
+            .field("events", &t.events.len())
+            .field("notifications", &t.notifications.len())
+            .field("profiles", &t.profiles.len())
+            .field("preferences", &t.preferences.len())
+            .field("connections", &t.connections.len())
+            .finish()
+    }
+}
+
+fn encode<T: Serialize>(item: &T, what: &str) -> Result<Value, StoreError> {
+    serde_json::to_value(item).map_err(|e| StoreError::Corrupt(format!("{what} cannot be stored: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, StoreError> {
+    T::deserialize(value).map_err(|e| StoreError::Corrupt(format!("stored {what} cannot be read: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency.
+
+/// Whether a stored record still holds its key at `now`.
+fn is_live(record: &IdempotencyRecord, now: Timestamp) -> bool {
+    if record.expires_at <= now {
+        return false;
+    }
+    match &record.state {
+        IdempotencyState::InProgress { until } => *until > now,
+        IdempotencyState::Completed { .. } => true,
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: Timestamp,
+        in_progress_until: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let record = IdempotencyRecord {
+            key: key.to_owned(),
+            payload_hash: payload_hash.to_owned(),
+            state: IdempotencyState::InProgress { until: in_progress_until },
+            expires_at,
+        };
+        let value = encode(&record, "idempotency record")?;
+        let mut t = self.tables();
+        if let Some(stored) = t.idempotency.get(key) {
+            let current: IdempotencyRecord = decode(stored, "idempotency record")?;
+            if is_live(&current, now) {
+                return Ok(Claim::Existing(current));
+            }
+        }
+        t.idempotency.insert(key.to_owned(), value);
+        Ok(Claim::Acquired)
+    }
+
+    async fn complete(&self, key: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        // An unconditional put, as Powertools does: the hash is kept from the claim when the
+        // record is still there; without one there is no hash to keep.
+        let payload_hash = match t.idempotency.get(key) {
+            Some(stored) => decode::<IdempotencyRecord>(stored, "idempotency record")?.payload_hash,
+            None => String::new(),
+        };
+        let record = IdempotencyRecord {
+            key: key.to_owned(),
+            payload_hash,
+            state: IdempotencyState::Completed { response },
+            expires_at,
+        };
+        let value = encode(&record, "idempotency record")?;
+        t.idempotency.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.tables().idempotency.remove(key);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events.
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn put_event(&self, record: &EventRecord) -> Result<bool, StoreError> {
+        let value = encode(record, "event")?;
+        let mut t = self.tables();
+        let key = record.event.event_id.as_str();
+        if t.events.contains_key(key) {
+            return Ok(false);
+        }
+        t.events.insert(key.to_owned(), value);
+        Ok(true)
+    }
+
+    async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let t = self.tables();
+        t.events.get(event_id.as_str()).map(|v| decode(v, "event")).transpose()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications.
+
+/// The opaque `list_for_user` cursor: the sort key of the last item returned, like DynamoDB's
+/// `LastEvaluatedKey`, so a page starts strictly after it whatever was written in between.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    created_at: Timestamp,
+    notification_id: String,
+}
+
+fn encode_cursor(key: &UserSortKey) -> String {
+    let cursor = Cursor { created_at: key.0, notification_id: key.1.clone() };
+    // Serializing a struct of a timestamp and a string cannot fail.
+    let json = serde_json::to_vec(&cursor).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(raw: &str) -> Option<UserSortKey> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
+    Some((cursor.created_at, cursor.notification_id))
+}
+
+#[async_trait]
+impl NotificationStore for MemoryStore {
+    async fn create(&self, notification: &Notification) -> Result<bool, StoreError> {
+        let value = encode(notification, "notification")?;
+        let mut t = self.tables();
+        let key = notification.notification_id.as_str();
+        if t.notifications.contains_key(key) {
+            return Ok(false);
+        }
+        t.notifications.insert(key.to_owned(), value);
+        t.index_notification(notification);
+        Ok(true)
+    }
+
+    async fn get(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
+        self.tables().notification(id.as_str())
+    }
+
+    async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
+        let mut t = self.tables();
+        let Some(current) = t.notification(id.as_str())? else {
+            return Ok(TransitionOutcome::NotFound);
+        };
+        if !guard.holds_for(&current) {
+            return Ok(TransitionOutcome::Rejected(current));
+        }
+        let next = change.apply(&current);
+        let value = encode(&next, "notification")?;
+        // Index keys never change under a transition today; keep the indexes right if they do.
+        let reindex = next.user_id != current.user_id || next.created_at != current.created_at || next.event_id != current.event_id;
+        if reindex {
+            t.unindex_notification(&current);
+        }
+        t.notifications.insert(id.as_str().to_owned(), value);
+        if reindex {
+            t.index_notification(&next);
+        }
+        Ok(TransitionOutcome::Applied(next))
+    }
+
+    async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
+        let t = self.tables();
+        let mut out = Vec::new();
+        if let Some(ids) = t.notifications_by_event.get(event_id.as_str()) {
+            for id in ids {
+                if let Some(n) = t.notification(id)? {
+                    out.push(n);
+                }
+            }
+        }
+        drop(t);
+        out.sort_by(|a, b| {
+            channel_rank(a.channel)
+                .cmp(&channel_rank(b.channel))
+                .then_with(|| a.notification_id.cmp(&b.notification_id))
+        });
+        Ok(out)
+    }
+
+    async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = match cursor {
+            None => None,
+            Some(raw) => match decode_cursor(raw) {
+                Some(key) => Some(key),
+                None => return Ok(Page { items: Vec::new(), next: None }),
+            },
+        };
+        let t = self.tables();
+        let Some(keys) = t.notifications_by_user.get(user_id.as_str()) else {
+            return Ok(Page { items: Vec::new(), next: None });
+        };
+        // Newest first: the index in reverse, strictly below the cursor's key.
+        let mut remaining: Box<dyn Iterator<Item = &UserSortKey>> = match &start {
+            Some(after) => Box::new(keys.range(..after.clone()).rev()),
+            None => Box::new(keys.iter().rev()),
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut last = None;
+        for key in remaining.by_ref() {
+            if let Some(n) = t.notification(&key.1)? {
+                items.push(n);
+                last = Some(key.clone());
+                if items.len() == limit {
+                    break;
+                }
+            }
+        }
+        let more = remaining.next().is_some();
+        let next = match (more, last) {
+            (true, Some(key)) => Some(encode_cursor(&key)),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles and preferences.
+
+#[async_trait]
+impl ProfileStore for MemoryStore {
+    async fn get_profile(&self, user_id: &UserId) -> Result<Option<Profile>, StoreError> {
+        let t = self.tables();
+        t.profiles.get(user_id.as_str()).map(|v| decode(v, "profile")).transpose()
+    }
+
+    async fn put_profile(&self, user_id: &UserId, profile: &Profile) -> Result<(), StoreError> {
+        let value = encode(profile, "profile")?;
+        self.tables().profiles.insert(user_id.as_str().to_owned(), value);
+        Ok(())
+    }
+
+    async fn get_preferences(&self, user_id: &UserId) -> Result<Option<Preferences>, StoreError> {
+        let t = self.tables();
+        t.preferences.get(user_id.as_str()).map(|v| decode(v, "preferences")).transpose()
+    }
+
+    async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError> {
+        let value = encode(preferences, "preferences")?;
+        self.tables().preferences.insert(user_id.as_str().to_owned(), value);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections.
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let value = encode(connection, "connection")?;
+        self.tables().connections.insert(connection.connection_id.clone(), value);
+        Ok(())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.tables().connections.remove(connection_id);
+        Ok(())
+    }
+
+    async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
+        let t = self.tables();
+        let mut out = Vec::new();
+        for value in t.connections.values() {
+            let c: Connection = decode(value, "connection")?;
+            if c.user_id == *user_id && c.expires_at > now {
+                out.push(c);
+            }
+        }
+        drop(t);
+        out.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then_with(|| a.connection_id.cmp(&b.connection_id)));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let key = (ts(1_700_000_000), "ntf_abc".to_owned());
+        assert_eq!(decode_cursor(&encode_cursor(&key)), Some(key));
+        for bad in ["", "!!!", "bm90IGpzb24", &URL_SAFE_NO_PAD.encode(br#"{"created_at":"nope","notification_id":"x"}"#)] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_items_are_corrupt_not_missing() {
+        let store = MemoryStore::new();
+        {
+            let mut t = store.tables();
+            t.idempotency.insert("k".into(), serde_json::json!({"key": "k"}));
+            t.events.insert("evt-1".into(), serde_json::json!(42));
+            t.notifications.insert("ntf_1".into(), serde_json::json!({"status": "lost"}));
+            t.profiles.insert("u-1".into(), serde_json::json!({"fax": "+1"}));
+        }
+        let now = ts(1_700_000_000);
+        assert!(matches!(store.claim("k", "h", now, now, now).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.complete("k", StoredResponse { status: 202, body: String::new() }, now).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.get_event(&EventId::parse("evt-1").unwrap()).await, Err(StoreError::Corrupt(_))));
+        let id = NotificationId::from_stored("ntf_1".into());
+        assert!(matches!(store.get(&id).await, Err(StoreError::Corrupt(_))));
+        let change = Transition::to(crate::domain::Status::Sent, now);
+        assert!(matches!(store.transition(&id, &Guard::StatusIn(vec![]), &change).await, Err(StoreError::Corrupt(_))));
+        assert!(matches!(store.get_profile(&UserId::parse("u-1").unwrap()).await, Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_recovered() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let s = store.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = s.tables();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(store.tables.is_poisoned());
+        assert_eq!(store.tables().events.len(), 0);
+    }
+}

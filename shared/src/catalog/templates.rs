@@ -1,0 +1,159 @@
+//! Message templates per event type × locale × channel part, rendered by MiniJinja with strict
+//! undefined variables (a missing variable is an error, never an empty string) and HTML escaping
+//! in HTML parts.
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::Channel;
+use crate::ports::RenderedMessage;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("template {template}: {message}")]
+pub struct RenderError {
+    pub template: String,
+    pub message: String,
+}
+
+/// What templates see: `payload`, `user` and `event`.
+#[derive(Debug, Serialize)]
+pub struct RenderContext<'a> {
+    pub payload: &'a serde_json::Value,
+    pub user: serde_json::Value,
+    pub event: serde_json::Value,
+}
+
+pub struct Templates {
+    env: Environment<'static>,
+    names: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("count", &self.names.len()).finish()
+    }
+}
+
+fn template_name(event_type: &str, locale: &str, channel: Channel, part: &str) -> String {
+    format!("{event_type}/{locale}/{channel}.{part}")
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
+        Self { env, names: BTreeSet::new() }
+    }
+
+    /// Compiles one template part; a syntax error is reported with its line.
+    pub fn add(&mut self, event_type: &str, locale: &str, channel: Channel, part: &str, source: String) -> Result<(), String> {
+        let name = template_name(event_type, locale, channel, part);
+        self.env.add_template_owned(name.clone(), source).map_err(|e| format!("{e:#}"))?;
+        self.names.insert(name);
+        Ok(())
+    }
+
+    pub fn has(&self, event_type: &str, locale: &str, channel: Channel, part: &str) -> bool {
+        self.names.contains(&template_name(event_type, locale, channel, part))
+    }
+
+    /// The first of `wanted` (each tried whole, then by its language alone: `uk-UA` → `uk`), then
+    /// `fallback`, for which every part of `channel` exists.
+    pub fn resolve_locale(&self, event_type: &str, channel: Channel, wanted: &[&str], fallback: &str) -> Option<String> {
+        let complete = |locale: &str| channel.template_parts().iter().all(|p| self.has(event_type, locale, channel, p));
+        let mut candidates: Vec<String> = Vec::new();
+        for w in wanted {
+            let normalized = w.replace('_', "-");
+            candidates.push(normalized.clone());
+            if let Some((lang, _)) = normalized.split_once('-') {
+                candidates.push(lang.to_owned());
+            }
+        }
+        candidates.push(fallback.to_owned());
+        candidates.into_iter().find(|c| complete(c))
+    }
+
+    pub fn render(
+        &self,
+        event_type: &str,
+        locale: &str,
+        channel: Channel,
+        ctx: &RenderContext<'_>,
+    ) -> Result<RenderedMessage, RenderError> {
+        let mut parts = BTreeMap::new();
+        for part in channel.template_parts() {
+            let name = template_name(event_type, locale, channel, part);
+            let template = self.env.get_template(&name).map_err(|e| RenderError { template: name.clone(), message: e.to_string() })?;
+            let text = template.render(minijinja::value::Serde(ctx)).map_err(|e| RenderError { template: name.clone(), message: describe(&e) })?;
+            parts.insert((*part).to_owned(), text.trim().to_owned());
+        }
+        Ok(RenderedMessage { channel, locale: locale.to_owned(), parts })
+    }
+}
+
+/// The error and its line, without the rendered text around it (which may hold personal data).
+fn describe(e: &minijinja::Error) -> String {
+    let mut out = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        out.push_str(": ");
+        out.push_str(detail);
+    }
+    if let Some(line) = e.line() {
+        out.push_str(&format!(" (line {line})"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn templates() -> Templates {
+        let mut t = Templates::new();
+        t.add("t", "en", Channel::Email, "subject", "Hello {{ payload.name }}".into()).unwrap();
+        t.add("t", "en", Channel::Email, "text", "Hi {{ payload.name }}\n".into()).unwrap();
+        t.add("t", "en", Channel::Email, "html", "<p>Hi {{ payload.name }}</p>".into()).unwrap();
+        t.add("t", "uk", Channel::Sms, "text", "Привіт, {{ payload.name }}".into()).unwrap();
+        t.add("t", "en", Channel::Sms, "text", "Hi {{ payload.name }}".into()).unwrap();
+        t
+    }
+
+    fn ctx(payload: &serde_json::Value) -> RenderContext<'_> {
+        RenderContext { payload, user: json!({"id": "u-1"}), event: json!({"event_id": "e-1"}) }
+    }
+
+    #[test]
+    fn html_parts_are_escaped_and_text_parts_are_not() {
+        let payload = json!({"name": "<b>Olena & co</b>"});
+        let m = templates().render("t", "en", Channel::Email, &ctx(&payload)).unwrap();
+        assert_eq!(m.part("html"), "<p>Hi &lt;b&gt;Olena &amp; co&lt;&#x2f;b&gt;</p>");
+        assert_eq!(m.part("text"), "Hi <b>Olena & co</b>");
+        assert_eq!(m.part("subject"), "Hello <b>Olena & co</b>");
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_not_an_empty_string() {
+        let payload = json!({});
+        let err = templates().render("t", "en", Channel::Email, &ctx(&payload)).unwrap_err();
+        assert_eq!(err.template, "t/en/email.subject");
+        assert!(err.message.contains("undefined"), "{}", err.message);
+    }
+
+    #[test]
+    fn locales_fall_back_by_language_then_to_the_default() {
+        let t = templates();
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["uk-UA"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Email, &["uk-UA"], "en").as_deref(), Some("en"));
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["de", "uk"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Push, &["uk"], "en"), None);
+    }
+}

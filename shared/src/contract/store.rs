@@ -1,0 +1,862 @@
+//! The store ports' contract: what every adapter (in-process, DynamoDB) must do, one check per
+//! behaviour. Each check asks the fixture for a fresh, empty store and uses explicit timestamps,
+//! so nothing here sleeps or depends on the wall clock.
+
+/// Re-exported so a fixture can implement [`StoreFixture`] without depending on `async-trait`.
+pub use async_trait::async_trait;
+use jiff::Timestamp;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use crate::domain::profile::{PushToken, QuietHours};
+use crate::domain::{
+    Channel, Event, EventId, Guard, Lane, Notification, NotificationId, Preferences, Priority, Profile, Status, Transition, UserId,
+};
+use crate::ports::store::{
+    Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
+    NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, channel_rank,
+};
+
+/// Builds stores for the checks.
+#[async_trait]
+pub trait StoreFixture: Send + Sync {
+    /// A fresh, empty store for one check.
+    async fn store(&self) -> StoreHandles;
+}
+
+/// One store, seen through each of its ports.
+#[derive(Clone)]
+pub struct StoreHandles {
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub events: Arc<dyn EventStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub connections: Arc<dyn ConnectionStore>,
+}
+
+impl StoreHandles {
+    /// Every port served by one adapter value.
+    pub fn all_from<S>(store: Arc<S>) -> Self
+    where
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+    {
+        Self {
+            idempotency: store.clone(),
+            events: store.clone(),
+            notifications: store.clone(),
+            profiles: store.clone(),
+            connections: store,
+        }
+    }
+}
+
+/// How many tasks race in the concurrency checks.
+const RACERS: usize = 16;
+
+/// Every check, in order.
+pub async fn run_all(fixture: &dyn StoreFixture) {
+    idempotency_first_claim_acquires_second_sees_it_in_progress(fixture).await;
+    idempotency_claim_after_in_progress_lapsed_acquires(fixture).await;
+    idempotency_completed_response_is_replayed(fixture).await;
+    idempotency_expired_record_can_be_claimed_again(fixture).await;
+    idempotency_release_lets_a_new_claim_in(fixture).await;
+    idempotency_complete_without_a_record_still_stores(fixture).await;
+    idempotency_concurrent_claims_acquire_once(fixture).await;
+    events_put_once_and_read_back(fixture).await;
+    notifications_create_once_without_overwrite(fixture).await;
+    notifications_claim_applies_the_change(fixture).await;
+    notifications_live_lease_rejects_a_second_claim(fixture).await;
+    notifications_claim_after_lease_expiry_applies(fixture).await;
+    notifications_concurrent_claims_apply_once(fixture).await;
+    notifications_status_in_guard(fixture).await;
+    notifications_transition_can_clear_fields(fixture).await;
+    notifications_transition_of_unknown_is_not_found(fixture).await;
+    notifications_list_for_event_in_channel_order(fixture).await;
+    notifications_list_for_user_newest_first(fixture).await;
+    notifications_list_for_user_pages_return_each_once(fixture).await;
+    notifications_list_for_user_paging_survives_new_arrivals(fixture).await;
+    notifications_list_for_user_clamps_limit(fixture).await;
+    notifications_list_for_user_malformed_cursor_is_an_empty_last_page(fixture).await;
+    profiles_missing_is_none(fixture).await;
+    profiles_round_trip(fixture).await;
+    profiles_put_overwrites(fixture).await;
+    connections_of_filters_by_user_and_expiry(fixture).await;
+    connections_put_overwrites(fixture).await;
+    connections_delete_is_idempotent(fixture).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Seconds after a fixed epoch (2023-11-14T22:13:20Z), so checks read as small offsets.
+fn at(offset: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + offset).expect("timestamp in range")
+}
+
+fn user(raw: &str) -> UserId {
+    UserId::parse(raw).expect("valid user id")
+}
+
+fn event_id(raw: &str) -> EventId {
+    EventId::parse(raw).expect("valid event id")
+}
+
+fn notification(event: &str, channel: Channel, user_id: &str, created: i64) -> Notification {
+    let event_id = event_id(event);
+    Notification {
+        notification_id: NotificationId::derive(&event_id, channel),
+        event_id,
+        event_type: "order.completed".into(),
+        user_id: user(user_id),
+        channel,
+        priority: Priority::High,
+        status: Status::Pending,
+        reason: None,
+        attempts: 0,
+        last_error: None,
+        fallback_for: None,
+        deliver_after: None,
+        lease_until: None,
+        provider_message_id: None,
+        title: Some("Your order shipped".into()),
+        created_at: at(created),
+        updated_at: at(created),
+        sent_at: None,
+    }
+}
+
+fn in_progress(key: &str, hash: &str, until: i64, expires: i64) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: key.into(),
+        payload_hash: hash.into(),
+        state: IdempotencyState::InProgress { until: at(until) },
+        expires_at: at(expires),
+    }
+}
+
+fn response(status: u16, body: &str) -> StoredResponse {
+    StoredResponse { status, body: body.into() }
+}
+
+async fn claim(s: &StoreHandles, key: &str, hash: &str, now: i64, until: i64, expires: i64) -> Claim {
+    s.idempotency.claim(key, hash, at(now), at(until), at(expires)).await.expect("claim")
+}
+
+/// A sender's claim: `sending`, one more attempt, leased for `lease` seconds.
+fn claim_for_send(now: i64, lease: i64) -> (Guard, Transition) {
+    (
+        Guard::Claimable { now: at(now) },
+        Transition::to(Status::Sending, at(now)).count_attempt().lease_until(Some(at(now + lease))),
+    )
+}
+
+async fn transition(s: &StoreHandles, id: &NotificationId, guard: &Guard, change: &Transition) -> TransitionOutcome {
+    s.notifications.transition(id, guard, change).await.expect("transition")
+}
+
+async fn get(s: &StoreHandles, id: &NotificationId) -> Option<Notification> {
+    s.notifications.get(id).await.expect("get notification")
+}
+
+async fn create(s: &StoreHandles, n: &Notification) -> bool {
+    s.notifications.create(n).await.expect("create notification")
+}
+
+fn ids(items: &[Notification]) -> Vec<NotificationId> {
+    items.iter().map(|n| n.notification_id.clone()).collect()
+}
+
+/// Newest first, ties broken by notification id, descending.
+fn newest_first(mut items: Vec<Notification>) -> Vec<Notification> {
+    items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.notification_id.cmp(&a.notification_id)));
+    items
+}
+
+/// Follows cursors from the first page to the last; returns every page.
+async fn all_pages(s: &StoreHandles, user_id: &UserId, limit: usize) -> Vec<Page<Notification>> {
+    let mut pages: Vec<Page<Notification>> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s.notifications.list_for_user(user_id, limit, cursor.as_deref()).await.expect("list_for_user");
+        let next = page.next.clone();
+        pages.push(page);
+        assert!(pages.len() <= 50, "paging does not end: cursors {:?}", pages.iter().map(|p| &p.next).collect::<Vec<_>>());
+        match next {
+            Some(n) => {
+                assert_ne!(Some(&n), cursor.as_ref(), "the cursor must move on from page to page");
+                cursor = Some(n);
+            }
+            None => return pages,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency.
+
+pub async fn idempotency_first_claim_acquires_second_sees_it_in_progress(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired, "first claim of a key");
+    assert_eq!(
+        claim(&s, "key-1", "hash-2", 10, 40, 3610).await,
+        Claim::Existing(in_progress("key-1", "hash-1", 30, 3600)),
+        "a repeat while the first is in progress sees the first's record, unchanged"
+    );
+    // The repeat wrote nothing: a third caller still sees the first claim.
+    assert_eq!(claim(&s, "key-1", "hash-3", 20, 50, 3620).await, Claim::Existing(in_progress("key-1", "hash-1", 30, 3600)));
+    assert_eq!(claim(&s, "key-2", "hash-1", 10, 40, 3610).await, Claim::Acquired, "keys are independent");
+}
+
+pub async fn idempotency_claim_after_in_progress_lapsed_acquires(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
+    assert_eq!(
+        claim(&s, "key-1", "hash-2", 29, 59, 3629).await,
+        Claim::Existing(in_progress("key-1", "hash-1", 30, 3600)),
+        "one second before the claim lapses it still holds"
+    );
+    assert_eq!(
+        claim(&s, "key-1", "hash-2", 30, 60, 3630).await,
+        Claim::Acquired,
+        "an in-progress claim has lapsed at its `until` (the holder died)"
+    );
+    assert_eq!(
+        claim(&s, "key-1", "hash-3", 31, 61, 3631).await,
+        Claim::Existing(in_progress("key-1", "hash-2", 60, 3630)),
+        "the takeover wrote its own record"
+    );
+}
+
+pub async fn idempotency_completed_response_is_replayed(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
+    let answer = response(202, r#"{"event_id":"evt-1","status":"accepted"}"#);
+    s.idempotency.complete("key-1", answer.clone(), at(86_400)).await.expect("complete");
+    let completed = IdempotencyRecord {
+        key: "key-1".into(),
+        payload_hash: "hash-1".into(),
+        state: IdempotencyState::Completed { response: answer },
+        expires_at: at(86_400),
+    };
+    assert_eq!(claim(&s, "key-1", "hash-1", 10, 40, 3610).await, Claim::Existing(completed.clone()), "a repeat gets the stored answer");
+    assert_eq!(
+        claim(&s, "key-1", "hash-9", 1000, 1030, 4600).await,
+        Claim::Existing(completed),
+        "a completed record holds past the in-progress window, until it expires, whatever the hash"
+    );
+}
+
+pub async fn idempotency_expired_record_can_be_claimed_again(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
+    s.idempotency.complete("key-1", response(202, "{}"), at(3600)).await.expect("complete");
+    assert!(
+        matches!(claim(&s, "key-1", "hash-2", 3599, 3629, 7199).await, Claim::Existing(IdempotencyRecord { state: IdempotencyState::Completed { .. }, .. })),
+        "one second before expiry the completed record holds"
+    );
+    assert_eq!(claim(&s, "key-1", "hash-2", 3600, 3630, 7200).await, Claim::Acquired, "a record no longer counts at its expires_at");
+    assert_eq!(
+        claim(&s, "key-1", "hash-3", 3601, 3631, 7201).await,
+        Claim::Existing(in_progress("key-1", "hash-2", 3630, 7200)),
+        "the new claim replaced the expired record"
+    );
+
+    // An in-progress record whose record expiry comes before its `until` no longer counts either.
+    assert_eq!(claim(&s, "key-2", "hash-1", 0, 600, 300).await, Claim::Acquired);
+    assert!(matches!(claim(&s, "key-2", "hash-2", 299, 329, 3899).await, Claim::Existing(_)));
+    assert_eq!(claim(&s, "key-2", "hash-2", 300, 330, 3900).await, Claim::Acquired);
+}
+
+pub async fn idempotency_release_lets_a_new_claim_in(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
+    s.idempotency.release("key-1").await.expect("release");
+    assert_eq!(claim(&s, "key-1", "hash-2", 1, 31, 3601).await, Claim::Acquired, "a released key is free at once");
+    assert_eq!(claim(&s, "key-1", "hash-3", 2, 32, 3602).await, Claim::Existing(in_progress("key-1", "hash-2", 31, 3601)));
+    s.idempotency.release("never-claimed").await.expect("releasing an unknown key is not an error");
+    s.idempotency.release("key-1").await.expect("release");
+    s.idempotency.release("key-1").await.expect("releasing twice is not an error");
+    assert_eq!(claim(&s, "key-1", "hash-4", 3, 33, 3603).await, Claim::Acquired);
+}
+
+pub async fn idempotency_complete_without_a_record_still_stores(fixture: &dyn StoreFixture) {
+    // Completing is a put, as in Powertools: a record that vanished (released, or deleted by TTL)
+    // is written anyway, so the answer is replayed to repeats.
+    let s = fixture.store().await;
+    let answer = response(202, r#"{"status":"accepted"}"#);
+    s.idempotency.complete("key-1", answer.clone(), at(3600)).await.expect("complete");
+    match claim(&s, "key-1", "hash-1", 0, 30, 3600).await {
+        Claim::Existing(record) => {
+            assert_eq!(record.key, "key-1");
+            assert_eq!(record.state, IdempotencyState::Completed { response: answer });
+            assert_eq!(record.expires_at, at(3600));
+        }
+        other => panic!("expected the completed record, got {other:?}"),
+    }
+}
+
+pub async fn idempotency_concurrent_claims_acquire_once(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = s.idempotency.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let hash = format!("hash-{i}");
+            let outcome = store.claim("race", &hash, at(0), at(30), at(3600)).await.expect("claim");
+            (hash, outcome)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (hash, outcome) = task.await.expect("claiming task");
+        match outcome {
+            Claim::Acquired => winners.push(hash),
+            Claim::Existing(record) => seen.push(record),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of {RACERS} concurrent claims acquires: {winners:?}");
+    let winner = in_progress("race", &winners[0], 30, 3600);
+    for record in &seen {
+        assert_eq!(record, &winner, "every loser sees the winner's record");
+    }
+    assert_eq!(claim(&s, "race", "late", 1, 31, 3601).await, Claim::Existing(winner), "the stored record is the winner's");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events.
+
+fn event_record(id: &str, note: &str) -> EventRecord {
+    EventRecord {
+        event: Event {
+            event_id: event_id(id),
+            event_type: "order.completed".into(),
+            user_id: user("u-42"),
+            payload: json!({
+                "order_id": "A-17", "note": note, "total": 129.5, "items": [{"sku": "X-1", "qty": 2}],
+                "gift": false, "coupon": null, "greeting": "Дякуємо! 🎉"
+            }),
+            priority: Some(Priority::High),
+            channels: Some(vec![Channel::Email, Channel::Websocket]),
+            locale: Some("uk".into()),
+            send_after: Some(at(600)),
+            occurred_at: Some(at(-60)),
+        },
+        priority: Priority::High,
+        lane: Lane::Fast,
+        accepted_at: at(0),
+    }
+}
+
+pub async fn events_put_once_and_read_back(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let first = event_record("evt-1", "first");
+    assert!(s.events.put_event(&first).await.expect("put_event"), "the first put writes");
+    let again = event_record("evt-1", "second");
+    assert!(!s.events.put_event(&again).await.expect("put_event"), "a second put of the same id does not");
+    assert_eq!(s.events.get_event(&event_id("evt-1")).await.expect("get_event"), Some(first), "the first record, unchanged");
+    assert_eq!(s.events.get_event(&event_id("evt-unknown")).await.expect("get_event"), None);
+
+    // A minimal event (no optional fields) round-trips too.
+    let mut minimal = event_record("evt-2", "");
+    minimal.event.payload = json!({});
+    minimal.event.priority = None;
+    minimal.event.channels = None;
+    minimal.event.locale = None;
+    minimal.event.send_after = None;
+    minimal.event.occurred_at = None;
+    minimal.priority = Priority::Low;
+    minimal.lane = Lane::Bulk;
+    assert!(s.events.put_event(&minimal).await.expect("put_event"));
+    assert_eq!(s.events.get_event(&event_id("evt-2")).await.expect("get_event"), Some(minimal));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications: writes and transitions.
+
+pub async fn notifications_create_once_without_overwrite(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let n = notification("evt-1", Channel::Email, "u-1", 0);
+    assert_eq!(get(&s, &n.notification_id).await, None);
+    assert!(create(&s, &n).await, "the first create writes");
+    let mut other = n.clone();
+    other.status = Status::Skipped;
+    other.reason = Some("opted_out".into());
+    other.title = None;
+    other.attempts = 7;
+    assert!(!create(&s, &other).await, "a second create of the same id does not");
+    assert_eq!(get(&s, &n.notification_id).await, Some(n.clone()), "and it did not overwrite the first");
+
+    // Every optional field set round-trips.
+    let mut full = notification("evt-1", Channel::Sms, "u-1", 5);
+    full.fallback_for = Some(Channel::Push);
+    full.deliver_after = Some(at(900));
+    full.status = Status::Scheduled;
+    full.priority = Priority::Critical;
+    full.reason = Some("quiet_hours".into());
+    full.last_error = Some("timeout".into());
+    full.lease_until = Some(at(35));
+    full.provider_message_id = Some("msg-1".into());
+    full.attempts = 2;
+    full.sent_at = Some(at(40));
+    assert!(create(&s, &full).await);
+    assert_eq!(get(&s, &full.notification_id).await, Some(full));
+}
+
+pub async fn notifications_claim_applies_the_change(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let n = notification("evt-1", Channel::Email, "u-1", 0);
+    assert!(create(&s, &n).await);
+    let (guard, change) = claim_for_send(10, 30);
+    let applied = match transition(&s, &n.notification_id, &guard, &change).await {
+        TransitionOutcome::Applied(applied) => applied,
+        other => panic!("claiming a pending notification: {other:?}"),
+    };
+    assert_eq!(applied, change.apply(&n), "the store applies exactly the transition");
+    assert_eq!(applied.status, Status::Sending);
+    assert_eq!(applied.attempts, 1);
+    assert_eq!(applied.lease_until, Some(at(40)));
+    assert_eq!(applied.updated_at, at(10));
+    assert_eq!(applied.created_at, at(0));
+    assert_eq!(get(&s, &n.notification_id).await, Some(applied.clone()), "and stores what it returns");
+
+    // A scheduled notification is claimable too; a final one is not, whatever the time.
+    let mut scheduled = notification("evt-1", Channel::Sms, "u-1", 0);
+    scheduled.status = Status::Scheduled;
+    scheduled.deliver_after = Some(at(100));
+    assert!(create(&s, &scheduled).await);
+    let (guard, change) = claim_for_send(100, 30);
+    assert_eq!(transition(&s, &scheduled.notification_id, &guard, &change).await, TransitionOutcome::Applied(change.apply(&scheduled)));
+
+    let sent = Transition::to(Status::Sent, at(20)).lease_until(None).provider_message_id("msg-1").sent_at(at(20));
+    let done = match transition(&s, &n.notification_id, &Guard::StatusIn(vec![Status::Sending]), &sent).await {
+        TransitionOutcome::Applied(done) => done,
+        other => panic!("finishing a send: {other:?}"),
+    };
+    let (guard, change) = claim_for_send(100_000, 30);
+    assert_eq!(transition(&s, &n.notification_id, &guard, &change).await, TransitionOutcome::Rejected(done.clone()));
+    assert_eq!(get(&s, &n.notification_id).await, Some(done));
+}
+
+/// A notification claimed at 10 with a lease until 40.
+async fn claimed(s: &StoreHandles) -> Notification {
+    let n = notification("evt-1", Channel::Email, "u-1", 0);
+    assert!(create(s, &n).await);
+    let (guard, change) = claim_for_send(10, 30);
+    match transition(s, &n.notification_id, &guard, &change).await {
+        TransitionOutcome::Applied(applied) => applied,
+        other => panic!("claiming a pending notification: {other:?}"),
+    }
+}
+
+pub async fn notifications_live_lease_rejects_a_second_claim(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let current = claimed(&s).await;
+    for now in [11, 39, 40] {
+        let (guard, change) = claim_for_send(now, 30);
+        assert_eq!(
+            transition(&s, &current.notification_id, &guard, &change).await,
+            TransitionOutcome::Rejected(current.clone()),
+            "a claim at +{now} while the lease (until +40) holds is rejected with the notification as it is"
+        );
+    }
+    assert_eq!(get(&s, &current.notification_id).await, Some(current), "rejections change nothing");
+}
+
+pub async fn notifications_claim_after_lease_expiry_applies(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let current = claimed(&s).await;
+    let (guard, change) = claim_for_send(41, 30);
+    let taken = match transition(&s, &current.notification_id, &guard, &change).await {
+        TransitionOutcome::Applied(taken) => taken,
+        other => panic!("taking over a lapsed lease: {other:?}"),
+    };
+    assert_eq!(taken, change.apply(&current));
+    assert_eq!(taken.attempts, 2);
+    assert_eq!(taken.lease_until, Some(at(71)));
+    assert_eq!(get(&s, &current.notification_id).await, Some(taken.clone()));
+
+    // `sending` without a lease is claimable at once.
+    let unleased = Transition::to(Status::Sending, at(50)).lease_until(None);
+    let unleased = match transition(&s, &current.notification_id, &Guard::StatusIn(vec![Status::Sending]), &unleased).await {
+        TransitionOutcome::Applied(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(unleased.lease_until, None);
+    let (guard, change) = claim_for_send(51, 30);
+    assert_eq!(transition(&s, &current.notification_id, &guard, &change).await, TransitionOutcome::Applied(change.apply(&unleased)));
+}
+
+pub async fn notifications_concurrent_claims_apply_once(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let n = notification("evt-1", Channel::Push, "u-1", 0);
+    assert!(create(&s, &n).await);
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = s.notifications.clone();
+        let barrier = barrier.clone();
+        let id = n.notification_id.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let guard = Guard::Claimable { now: at(10) };
+            let change = Transition::to(Status::Sending, at(10))
+                .count_attempt()
+                .lease_until(Some(at(40)))
+                .provider_message_id(format!("sender-{i}"));
+            store.transition(&id, &guard, &change).await.expect("transition")
+        }));
+    }
+    let mut applied = Vec::new();
+    let mut rejected = Vec::new();
+    for task in tasks {
+        match task.await.expect("claiming task") {
+            TransitionOutcome::Applied(n) => applied.push(n),
+            TransitionOutcome::Rejected(n) => rejected.push(n),
+            TransitionOutcome::NotFound => panic!("the notification exists"),
+        }
+    }
+    assert_eq!(applied.len(), 1, "exactly one of {RACERS} concurrent claims applies");
+    assert_eq!(rejected.len(), RACERS - 1);
+    let winner = applied.remove(0);
+    assert_eq!(winner.attempts, 1);
+    for loser in &rejected {
+        assert_eq!(loser, &winner, "every loser sees the winner's claim");
+    }
+    assert_eq!(get(&s, &n.notification_id).await, Some(winner));
+}
+
+pub async fn notifications_status_in_guard(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let n = notification("evt-1", Channel::Email, "u-1", 0);
+    assert!(create(&s, &n).await);
+    let skip = Transition::to(Status::Skipped, at(5)).reason("opted_out");
+    for statuses in [vec![], vec![Status::Sending], vec![Status::Scheduled, Status::Sent, Status::Failed]] {
+        assert_eq!(
+            transition(&s, &n.notification_id, &Guard::StatusIn(statuses.clone()), &skip).await,
+            TransitionOutcome::Rejected(n.clone()),
+            "a pending notification under StatusIn({statuses:?})"
+        );
+    }
+    assert_eq!(get(&s, &n.notification_id).await, Some(n.clone()));
+    let guard = Guard::StatusIn(vec![Status::Scheduled, Status::Pending]);
+    let skipped = match transition(&s, &n.notification_id, &guard, &skip).await {
+        TransitionOutcome::Applied(skipped) => skipped,
+        other => panic!("a pending notification under StatusIn([scheduled, pending]): {other:?}"),
+    };
+    assert_eq!(skipped, skip.apply(&n));
+    assert_eq!(skipped.status, Status::Skipped);
+    assert_eq!(skipped.reason.as_deref(), Some("opted_out"));
+    assert_eq!(get(&s, &n.notification_id).await, Some(skipped.clone()));
+    assert_eq!(
+        transition(&s, &n.notification_id, &guard, &skip).await,
+        TransitionOutcome::Rejected(skipped),
+        "the guard is checked against the stored status, not the original"
+    );
+}
+
+pub async fn notifications_transition_can_clear_fields(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let current = claimed(&s).await;
+    let failed_once = Transition::to(Status::Pending, at(20)).last_error("provider timeout").lease_until(None).reason("retrying");
+    let pending = match transition(&s, &current.notification_id, &Guard::StatusIn(vec![Status::Sending]), &failed_once).await {
+        TransitionOutcome::Applied(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pending.last_error.as_deref(), Some("provider timeout"));
+    assert_eq!(pending.lease_until, None);
+    let mut sent = Transition::to(Status::Sent, at(30)).provider_message_id("msg-9").sent_at(at(30));
+    sent.last_error = Some(None);
+    sent.reason = Some(None);
+    let done = match transition(&s, &current.notification_id, &Guard::StatusIn(vec![Status::Pending]), &sent).await {
+        TransitionOutcome::Applied(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(done.last_error, None, "Some(None) clears the field");
+    assert_eq!(done.reason, None);
+    assert_eq!(done.provider_message_id.as_deref(), Some("msg-9"));
+    assert_eq!(done.sent_at, Some(at(30)));
+    assert_eq!(done.attempts, 1, "fields the transition does not name are kept");
+    assert_eq!(done.title, current.title);
+    assert_eq!(get(&s, &current.notification_id).await, Some(done));
+}
+
+pub async fn notifications_transition_of_unknown_is_not_found(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let absent = notification("evt-absent", Channel::Email, "u-1", 0).notification_id;
+    let (guard, change) = claim_for_send(10, 30);
+    assert_eq!(transition(&s, &absent, &guard, &change).await, TransitionOutcome::NotFound);
+    assert_eq!(
+        transition(&s, &absent, &Guard::StatusIn(vec![Status::Pending]), &Transition::to(Status::Sent, at(1))).await,
+        TransitionOutcome::NotFound
+    );
+    assert_eq!(get(&s, &absent).await, None, "a transition never creates a notification");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications: queries.
+
+pub async fn notifications_list_for_event_in_channel_order(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let scrambled = [Channel::Websocket, Channel::Email, Channel::Telegram, Channel::Push, Channel::Sms, Channel::Whatsapp];
+    for (i, channel) in scrambled.into_iter().enumerate() {
+        assert!(create(&s, &notification("evt-1", channel, "u-1", i as i64)).await);
+    }
+    assert!(create(&s, &notification("evt-2", Channel::Email, "u-1", 0)).await);
+    assert!(create(&s, &notification("evt-1x", Channel::Sms, "u-2", 0)).await);
+
+    let listed = s.notifications.list_for_event(&event_id("evt-1")).await.expect("list_for_event");
+    let channels: Vec<Channel> = listed.iter().map(|n| n.channel).collect();
+    let mut expected = scrambled.to_vec();
+    expected.sort_by_key(|c| channel_rank(*c));
+    assert_eq!(channels, expected, "in channel order, only this event's");
+    assert!(listed.iter().all(|n| n.event_id == event_id("evt-1")));
+    let email = notification("evt-1", Channel::Email, "u-1", 1);
+    assert_eq!(listed[0], email, "items are returned whole");
+
+    // Transitions show in the listing.
+    let (guard, change) = claim_for_send(10, 30);
+    let TransitionOutcome::Applied(claimed) = transition(&s, &email.notification_id, &guard, &change).await else {
+        panic!("claim");
+    };
+    let listed = s.notifications.list_for_event(&event_id("evt-1")).await.expect("list_for_event");
+    assert_eq!(listed[0], claimed);
+
+    assert_eq!(s.notifications.list_for_event(&event_id("evt-none")).await.expect("list_for_event"), vec![]);
+}
+
+/// Five notifications of `u-a` (two created in the same second) and three of `u-b` between them.
+async fn seed_users(s: &StoreHandles) -> Vec<Notification> {
+    let mut mine = Vec::new();
+    for (event, channel, created) in
+        [("evt-1", Channel::Email, 10), ("evt-2", Channel::Sms, 20), ("evt-3", Channel::Email, 30), ("evt-3", Channel::Push, 30), ("evt-5", Channel::Websocket, 50)]
+    {
+        let n = notification(event, channel, "u-a", created);
+        assert!(create(s, &n).await);
+        mine.push(n);
+    }
+    for (event, created) in [("evt-b1", 5), ("evt-b2", 25), ("evt-b3", 60)] {
+        assert!(create(s, &notification(event, Channel::Email, "u-b", created)).await);
+    }
+    newest_first(mine)
+}
+
+pub async fn notifications_list_for_user_newest_first(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let expected = seed_users(&s).await;
+    let page = s.notifications.list_for_user(&user("u-a"), 10, None).await.expect("list_for_user");
+    assert_eq!(page.items, expected, "all of u-a's, newest first (ties by notification id, descending), no one else's");
+    assert_eq!(page.next, None, "one page holds them all");
+    let created: Vec<Timestamp> = page.items.iter().map(|n| n.created_at).collect();
+    assert_eq!(created, vec![at(50), at(30), at(30), at(20), at(10)]);
+
+    let b = s.notifications.list_for_user(&user("u-b"), 10, None).await.expect("list_for_user");
+    assert_eq!(b.items.iter().map(|n| n.created_at).collect::<Vec<_>>(), vec![at(60), at(25), at(5)]);
+    let nobody = s.notifications.list_for_user(&user("u-nobody"), 10, None).await.expect("list_for_user");
+    assert_eq!(nobody, Page { items: vec![], next: None });
+}
+
+pub async fn notifications_list_for_user_pages_return_each_once(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let expected = seed_users(&s).await;
+    let pages = all_pages(&s, &user("u-a"), 2).await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.items.len()).collect();
+    assert_eq!(sizes, vec![2, 2, 1], "five items, two per page");
+    let collected: Vec<Notification> = pages.into_iter().flat_map(|p| p.items).collect();
+    assert_eq!(ids(&collected), ids(&expected), "every item exactly once, in order");
+    assert_eq!(collected, expected);
+}
+
+pub async fn notifications_list_for_user_paging_survives_new_arrivals(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let expected = seed_users(&s).await;
+    let u = user("u-a");
+    let first = s.notifications.list_for_user(&u, 2, None).await.expect("list_for_user");
+    assert_eq!(ids(&first.items), ids(&expected[..2]));
+    let mut cursor = first.next.clone().expect("more pages");
+    let mut collected = ids(&first.items);
+
+    // Newer notifications arrive between pages (and one for someone else).
+    let arrivals = [notification("evt-new1", Channel::Email, "u-a", 100), notification("evt-new2", Channel::Sms, "u-a", 101)];
+    for n in &arrivals {
+        assert!(create(&s, n).await);
+    }
+    assert!(create(&s, &notification("evt-new3", Channel::Sms, "u-b", 102)).await);
+
+    for _ in 0..10 {
+        let page = s.notifications.list_for_user(&u, 2, Some(&cursor)).await.expect("list_for_user");
+        collected.extend(ids(&page.items));
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let unique: HashSet<&NotificationId> = collected.iter().collect();
+    assert_eq!(unique.len(), collected.len(), "no item twice: {collected:?}");
+    for n in &expected {
+        assert!(collected.contains(&n.notification_id), "{} missing after new arrivals: {collected:?}", n.notification_id);
+    }
+    let allowed: HashSet<NotificationId> = expected.iter().chain(arrivals.iter()).map(|n| n.notification_id.clone()).collect();
+    assert!(collected.iter().all(|id| allowed.contains(id)), "only u-a's: {collected:?}");
+    // The original items keep their relative order.
+    let originals: Vec<&NotificationId> = collected.iter().filter(|id| expected.iter().any(|n| &n.notification_id == *id)).collect();
+    assert_eq!(originals, expected.iter().map(|n| &n.notification_id).collect::<Vec<_>>());
+}
+
+pub async fn notifications_list_for_user_clamps_limit(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let u = user("u-many");
+    let mut all = Vec::new();
+    for i in 0..101 {
+        let n = notification(&format!("evt-{i:03}"), Channel::Email, "u-many", i);
+        assert!(create(&s, &n).await);
+        all.push(n);
+    }
+    let all = newest_first(all);
+
+    let one = s.notifications.list_for_user(&u, 0, None).await.expect("list_for_user");
+    assert_eq!(ids(&one.items), ids(&all[..1]), "a limit of 0 is taken as 1");
+    assert!(one.next.is_some());
+
+    let big = s.notifications.list_for_user(&u, 10_000, None).await.expect("list_for_user");
+    assert_eq!(big.items.len(), 100, "a page holds at most 100");
+    assert_eq!(ids(&big.items), ids(&all[..100]));
+    let rest = s.notifications.list_for_user(&u, 10_000, big.next.as_deref()).await.expect("list_for_user");
+    assert_eq!(ids(&rest.items), ids(&all[100..]));
+    assert_eq!(rest.next, None);
+}
+
+pub async fn notifications_list_for_user_malformed_cursor_is_an_empty_last_page(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    seed_users(&s).await;
+    for bad in ["", "not a cursor", "%%%", "eyJ4IjoxfQ"] {
+        let page = s.notifications.list_for_user(&user("u-a"), 2, Some(bad)).await.expect("list_for_user");
+        assert_eq!(page, Page { items: vec![], next: None }, "cursor {bad:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles and preferences.
+
+fn full_profile() -> Profile {
+    Profile {
+        email: Some("olena@example.com".into()),
+        phone: Some("+380501234567".into()),
+        locale: Some("uk-UA".into()),
+        timezone: Some("Europe/Kyiv".into()),
+        push_tokens: vec![
+            PushToken { platform: "fcm".into(), token: "fcm-token-1".into() },
+            PushToken { platform: "apns".into(), token: "apns-token-2".into() },
+        ],
+        whatsapp: Some("+380501234568".into()),
+        telegram_chat_id: Some("123456789".into()),
+    }
+}
+
+fn full_preferences() -> Preferences {
+    Preferences {
+        channels: BTreeMap::from([(Channel::Sms, false), (Channel::Email, true)]),
+        categories: BTreeMap::from([
+            ("marketing".to_owned(), BTreeMap::from([("*".to_owned(), false)])),
+            ("billing".to_owned(), BTreeMap::from([("push".to_owned(), false), ("email".to_owned(), true)])),
+        ]),
+        quiet_hours: Some(QuietHours { start: "22:00".into(), end: "07:30".into(), timezone: Some("Europe/Kyiv".into()) }),
+    }
+}
+
+pub async fn profiles_missing_is_none(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(s.profiles.get_profile(&user("u-1")).await.expect("get_profile"), None);
+    assert_eq!(s.profiles.get_preferences(&user("u-1")).await.expect("get_preferences"), None);
+    // Preferences alone do not make a profile, nor the other way round.
+    s.profiles.put_preferences(&user("u-2"), &full_preferences()).await.expect("put_preferences");
+    assert_eq!(s.profiles.get_profile(&user("u-2")).await.expect("get_profile"), None);
+    s.profiles.put_profile(&user("u-3"), &full_profile()).await.expect("put_profile");
+    assert_eq!(s.profiles.get_preferences(&user("u-3")).await.expect("get_preferences"), None);
+}
+
+pub async fn profiles_round_trip(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    s.profiles.put_profile(&user("u-1"), &full_profile()).await.expect("put_profile");
+    s.profiles.put_preferences(&user("u-1"), &full_preferences()).await.expect("put_preferences");
+    assert_eq!(s.profiles.get_profile(&user("u-1")).await.expect("get_profile"), Some(full_profile()));
+    assert_eq!(s.profiles.get_preferences(&user("u-1")).await.expect("get_preferences"), Some(full_preferences()));
+    assert_eq!(s.profiles.get_profile(&user("u-2")).await.expect("get_profile"), None, "users are separate");
+
+    // Empty values round-trip as themselves, not as absent.
+    s.profiles.put_profile(&user("u-3"), &Profile::default()).await.expect("put_profile");
+    s.profiles.put_preferences(&user("u-3"), &Preferences::default()).await.expect("put_preferences");
+    assert_eq!(s.profiles.get_profile(&user("u-3")).await.expect("get_profile"), Some(Profile::default()));
+    assert_eq!(s.profiles.get_preferences(&user("u-3")).await.expect("get_preferences"), Some(Preferences::default()));
+}
+
+pub async fn profiles_put_overwrites(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let u = user("u-1");
+    s.profiles.put_profile(&u, &full_profile()).await.expect("put_profile");
+    s.profiles.put_preferences(&u, &full_preferences()).await.expect("put_preferences");
+    let smaller = Profile { email: Some("new@example.com".into()), ..Profile::default() };
+    s.profiles.put_profile(&u, &smaller).await.expect("put_profile");
+    assert_eq!(s.profiles.get_profile(&u).await.expect("get_profile"), Some(smaller), "a put replaces the whole profile, no merge");
+    let fewer = Preferences { channels: BTreeMap::from([(Channel::Push, false)]), ..Preferences::default() };
+    s.profiles.put_preferences(&u, &fewer).await.expect("put_preferences");
+    assert_eq!(s.profiles.get_preferences(&u).await.expect("get_preferences"), Some(fewer), "a put replaces the whole preferences");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections.
+
+fn connection(id: &str, user_id: &str, connected: i64, expires: i64) -> Connection {
+    Connection { connection_id: id.into(), user_id: user(user_id), connected_at: at(connected), expires_at: at(expires) }
+}
+
+async fn connections_of(s: &StoreHandles, user_id: &str, now: i64) -> Vec<Connection> {
+    s.connections.connections_of(&user(user_id), at(now)).await.expect("connections_of")
+}
+
+pub async fn connections_of_filters_by_user_and_expiry(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let late = connection("conn-late", "u-1", 100, 7300);
+    let early = connection("conn-early", "u-1", 50, 7250);
+    let stale = connection("conn-stale", "u-1", 10, 150);
+    let other = connection("conn-other", "u-2", 60, 7260);
+    for c in [&late, &stale, &other, &early] {
+        s.connections.put_connection(c).await.expect("put_connection");
+    }
+    assert_eq!(connections_of(&s, "u-1", 149).await, vec![stale.clone(), early.clone(), late.clone()], "ordered by connected_at");
+    assert_eq!(connections_of(&s, "u-1", 150).await, vec![early.clone(), late.clone()], "a connection is gone at its expires_at");
+    assert_eq!(connections_of(&s, "u-2", 150).await, vec![other]);
+    assert_eq!(connections_of(&s, "u-1", 7250).await, vec![late]);
+    assert_eq!(connections_of(&s, "u-1", 8000).await, vec![]);
+    assert_eq!(connections_of(&s, "u-nobody", 0).await, vec![]);
+}
+
+pub async fn connections_put_overwrites(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    s.connections.put_connection(&connection("conn-1", "u-1", 0, 100)).await.expect("put_connection");
+    let renewed = connection("conn-1", "u-1", 50, 7250);
+    s.connections.put_connection(&renewed).await.expect("put_connection");
+    assert_eq!(connections_of(&s, "u-1", 60).await, vec![renewed.clone()], "one connection, the latest put");
+    assert_eq!(connections_of(&s, "u-1", 150).await, vec![renewed]);
+    // A connection id reused for another user belongs to that user alone.
+    let moved = connection("conn-1", "u-2", 200, 7400);
+    s.connections.put_connection(&moved).await.expect("put_connection");
+    assert_eq!(connections_of(&s, "u-1", 210).await, vec![]);
+    assert_eq!(connections_of(&s, "u-2", 210).await, vec![moved]);
+}
+
+pub async fn connections_delete_is_idempotent(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let keep = connection("conn-keep", "u-1", 0, 7200);
+    s.connections.put_connection(&keep).await.expect("put_connection");
+    s.connections.put_connection(&connection("conn-gone", "u-1", 10, 7210)).await.expect("put_connection");
+    s.connections.delete_connection("conn-gone").await.expect("delete_connection");
+    assert_eq!(connections_of(&s, "u-1", 20).await, vec![keep.clone()]);
+    s.connections.delete_connection("conn-gone").await.expect("deleting twice is not an error");
+    s.connections.delete_connection("conn-never").await.expect("deleting an unknown connection is not an error");
+    assert_eq!(connections_of(&s, "u-1", 20).await, vec![keep]);
+}

@@ -1,0 +1,16 @@
+//! The platform's vocabulary, free of any AWS or HTTP type.
+
+pub mod channel;
+pub mod event;
+pub mod ids;
+pub mod notification;
+pub mod problem;
+pub mod profile;
+pub mod schedule;
+
+pub use channel::{Channel, Lane, Priority};
+pub use event::Event;
+pub use ids::{EventId, NotificationId, UserId};
+pub use notification::{Guard, Notification, Status, Transition};
+pub use problem::FieldError;
+pub use profile::{Preferences, Profile};

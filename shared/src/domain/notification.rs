@@ -1,0 +1,262 @@
+//! A notification: one event delivered (or not) over one channel, and its status.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::channel::{Channel, Priority};
+use super::ids::{EventId, NotificationId, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Routed and queued for its channel's sender.
+    Pending,
+    /// Held until `deliver_after` (scheduled send, or the recipient's quiet hours).
+    Scheduled,
+    /// A sender has claimed it and is talking to the provider.
+    Sending,
+    Sent,
+    Failed,
+    /// Not attempted: opted out, no address for the channel, no live connection.
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Scheduled => "scheduled",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Sent | Status::Failed | Status::Skipped)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a notification was skipped or failed, in words an operator can search for.
+pub mod reason {
+    pub const OPTED_OUT: &str = "opted_out";
+    pub const OPTED_OUT_CATEGORY: &str = "opted_out_of_category";
+    pub const NO_ADDRESS: &str = "no_address";
+    pub const NO_LIVE_CONNECTION: &str = "no_live_connection";
+    pub const TEMPLATE_ERROR: &str = "template_error";
+    pub const PROVIDER_REJECTED: &str = "provider_rejected";
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub notification_id: NotificationId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub user_id: UserId,
+    pub channel: Channel,
+    pub priority: Priority,
+    pub status: Status,
+    /// Why it is skipped or failed (one of [`reason`]), absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Provider calls made so far.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The channel this one stands in for, when it was created as a fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_for: Option<Channel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_after: Option<Timestamp>,
+    /// While `sending`: until when the claim holds; after that another sender may take it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// Title (push, websocket) or subject (email) for the in-app inbox; never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Timestamp>,
+}
+
+/// A change of state, applied by a store only when its [`Guard`] holds at the moment of writing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub to: Status,
+    pub at: Timestamp,
+    /// `Some(None)` clears the field, `None` leaves it as it is.
+    pub reason: Option<Option<String>>,
+    pub last_error: Option<Option<String>>,
+    pub lease_until: Option<Option<Timestamp>>,
+    pub provider_message_id: Option<String>,
+    pub increment_attempts: bool,
+    pub sent_at: Option<Timestamp>,
+}
+
+impl Transition {
+    pub fn to(status: Status, at: Timestamp) -> Self {
+        Self {
+            to: status,
+            at,
+            reason: None,
+            last_error: None,
+            lease_until: None,
+            provider_message_id: None,
+            increment_attempts: false,
+            sent_at: None,
+        }
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(Some(reason.into()));
+        self
+    }
+
+    pub fn last_error(mut self, error: impl Into<String>) -> Self {
+        self.last_error = Some(Some(error.into()));
+        self
+    }
+
+    pub fn lease_until(mut self, until: Option<Timestamp>) -> Self {
+        self.lease_until = Some(until);
+        self
+    }
+
+    pub fn provider_message_id(mut self, id: impl Into<String>) -> Self {
+        self.provider_message_id = Some(id.into());
+        self
+    }
+
+    pub fn count_attempt(mut self) -> Self {
+        self.increment_attempts = true;
+        self
+    }
+
+    pub fn sent_at(mut self, at: Timestamp) -> Self {
+        self.sent_at = Some(at);
+        self
+    }
+
+    /// Applies the change to a copy of `n`; stores call this so every adapter changes the same fields.
+    pub fn apply(&self, n: &Notification) -> Notification {
+        let mut out = n.clone();
+        out.status = self.to;
+        out.updated_at = self.at;
+        if let Some(r) = &self.reason {
+            out.reason = r.clone();
+        }
+        if let Some(e) = &self.last_error {
+            out.last_error = e.clone();
+        }
+        if let Some(l) = self.lease_until {
+            out.lease_until = l;
+        }
+        if let Some(p) = &self.provider_message_id {
+            out.provider_message_id = Some(p.clone());
+        }
+        if self.increment_attempts {
+            out.attempts += 1;
+        }
+        if let Some(s) = self.sent_at {
+            out.sent_at = Some(s);
+        }
+        out
+    }
+}
+
+/// The condition a transition is written under (a DynamoDB `ConditionExpression` on AWS).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Guard {
+    /// The current status is one of these.
+    StatusIn(Vec<Status>),
+    /// A sender may claim it: `pending` or `scheduled`, or `sending` whose lease ran out before `now`
+    /// (the sender that held it died mid-flight).
+    Claimable { now: Timestamp },
+}
+
+impl Guard {
+    pub fn holds_for(&self, n: &Notification) -> bool {
+        match self {
+            Guard::StatusIn(statuses) => statuses.contains(&n.status),
+            Guard::Claimable { now } => match n.status {
+                Status::Pending | Status::Scheduled => true,
+                Status::Sending => n.lease_until.is_none_or(|until| until < *now),
+                _ => false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(status: Status) -> Notification {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let event_id = EventId::parse("evt-1").unwrap();
+        Notification {
+            notification_id: NotificationId::derive(&event_id, Channel::Email),
+            event_id,
+            event_type: "user.registered".into(),
+            user_id: UserId::parse("u-1").unwrap(),
+            channel: Channel::Email,
+            priority: Priority::High,
+            status,
+            reason: None,
+            attempts: 0,
+            last_error: None,
+            fallback_for: None,
+            deliver_after: None,
+            lease_until: None,
+            provider_message_id: None,
+            title: None,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn claimable_covers_pending_scheduled_and_stale_sending_only() {
+        let now = Timestamp::from_second(1_700_000_100).unwrap();
+        let guard = Guard::Claimable { now };
+        assert!(guard.holds_for(&sample(Status::Pending)));
+        assert!(guard.holds_for(&sample(Status::Scheduled)));
+        let mut live = sample(Status::Sending);
+        live.lease_until = Some(Timestamp::from_second(1_700_000_200).unwrap());
+        assert!(!guard.holds_for(&live));
+        let mut stale = sample(Status::Sending);
+        stale.lease_until = Some(Timestamp::from_second(1_700_000_050).unwrap());
+        assert!(guard.holds_for(&stale));
+        for done in [Status::Sent, Status::Failed, Status::Skipped] {
+            assert!(!guard.holds_for(&sample(done)));
+        }
+    }
+
+    #[test]
+    fn transitions_change_only_what_they_name() {
+        let n = sample(Status::Pending);
+        let at = Timestamp::from_second(1_700_000_100).unwrap();
+        let t = Transition::to(Status::Sending, at).count_attempt().lease_until(Some(at));
+        let out = t.apply(&n);
+        assert_eq!(out.status, Status::Sending);
+        assert_eq!(out.attempts, 1);
+        assert_eq!(out.lease_until, Some(at));
+        assert_eq!(out.reason, None);
+        let cleared = Transition::to(Status::Sent, at).lease_until(None).apply(&out);
+        assert_eq!(cleared.lease_until, None);
+        assert_eq!(cleared.attempts, 1);
+    }
+}

@@ -1,0 +1,12 @@
+//! Every function's logic as plain async functions over ports. A Lambda `main.rs` and the local
+//! stack only translate their inputs (API Gateway requests, SQS batches) into these calls.
+
+pub mod dead_letter;
+pub mod deferred;
+pub mod fallback;
+pub mod ingest;
+pub mod queries;
+pub mod router;
+pub mod send;
+pub mod sqs_batch;
+pub mod ws;

@@ -1,0 +1,102 @@
+//! The read side and the recipient API: event status, profiles, preferences, the inbox, and
+//! WebSocket tokens.
+
+use serde::Serialize;
+use std::sync::Arc;
+
+use crate::auth::WsTokens;
+use crate::domain::{EventId, FieldError, Notification, Preferences, Profile, UserId};
+use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError};
+
+pub struct QueryDeps {
+    pub events: Arc<dyn EventStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub tokens: Arc<WsTokens>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QueryError {
+    #[error("not found")]
+    NotFound,
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `GET /v1/events/{event_id}`.
+#[derive(Debug, Serialize)]
+pub struct EventStatus {
+    #[serde(flatten)]
+    pub record: EventRecord,
+    pub notifications: Vec<Notification>,
+}
+
+fn parse_event_id(raw: &str) -> Result<EventId, QueryError> {
+    EventId::parse(raw).map_err(|_| QueryError::NotFound)
+}
+
+pub fn parse_user_id(raw: &str) -> Result<UserId, QueryError> {
+    UserId::parse(raw).map_err(|m| QueryError::Invalid(vec![FieldError::new("/user_id", m)]))
+}
+
+pub async fn event_status(deps: &QueryDeps, event_id: &str) -> Result<EventStatus, QueryError> {
+    let id = parse_event_id(event_id)?;
+    let record = deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
+    let notifications = deps.notifications.list_for_event(&id).await?;
+    Ok(EventStatus { record, notifications })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, QueryError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde names the field at fault in its message; point at the root with it.
+        QueryError::Invalid(vec![FieldError::new("", e.to_string())])
+    })
+}
+
+pub async fn put_profile(deps: &QueryDeps, user_id: &str, body: &[u8]) -> Result<Profile, QueryError> {
+    let user = parse_user_id(user_id)?;
+    let profile: Profile = parse_body(body)?;
+    profile.validate().map_err(QueryError::Invalid)?;
+    deps.profiles.put_profile(&user, &profile).await?;
+    Ok(profile)
+}
+
+pub async fn get_profile(deps: &QueryDeps, user_id: &str) -> Result<Profile, QueryError> {
+    let user = parse_user_id(user_id)?;
+    deps.profiles.get_profile(&user).await?.ok_or(QueryError::NotFound)
+}
+
+pub async fn put_preferences(deps: &QueryDeps, user_id: &str, body: &[u8]) -> Result<Preferences, QueryError> {
+    let user = parse_user_id(user_id)?;
+    let preferences: Preferences = parse_body(body)?;
+    preferences.validate().map_err(QueryError::Invalid)?;
+    deps.profiles.put_preferences(&user, &preferences).await?;
+    Ok(preferences)
+}
+
+/// A user's preferences; none stored means everything is opted in.
+pub async fn get_preferences(deps: &QueryDeps, user_id: &str) -> Result<Preferences, QueryError> {
+    let user = parse_user_id(user_id)?;
+    Ok(deps.profiles.get_preferences(&user).await?.unwrap_or_default())
+}
+
+pub async fn user_notifications(deps: &QueryDeps, user_id: &str, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Notification>, QueryError> {
+    let user = parse_user_id(user_id)?;
+    let limit = limit.unwrap_or(20).clamp(1, 100);
+    Ok(deps.notifications.list_for_user(&user, limit, cursor).await?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct WsToken {
+    pub token: String,
+    pub expires_at: jiff::Timestamp,
+}
+
+pub fn mint_ws_token(deps: &QueryDeps, user_id: &str) -> Result<WsToken, QueryError> {
+    let user = parse_user_id(user_id)?;
+    let (token, expires_at) = deps.tokens.mint(&user, deps.clock.now());
+    Ok(WsToken { token, expires_at })
+}

@@ -1,0 +1,204 @@
+//! The router: for each accepted event, decide its channels, render each message, record one
+//! notification per channel and queue the send jobs (or hold them until their time).
+
+use jiff::Timestamp;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sqs_batch::{Record, RecordOutcome};
+use crate::catalog::{Catalog, RenderContext};
+use crate::domain::ids::message_group_for;
+use crate::domain::notification::reason;
+use crate::domain::schedule::deliver_after;
+use crate::domain::{Channel, Notification, NotificationId, Preferences, Status};
+use crate::jobs::{DeferredJob, RouteJob, SendJob, decode, encode};
+use crate::ports::queue::{MAX_DELAY, MAX_MESSAGE_BYTES};
+use crate::ports::{Clock, NotificationStore, OutgoingMessage, ProfileStore, QueueSender};
+use crate::routing::{Decision, decide, requested_channels, wanted_locales};
+use crate::topology::{DEFERRED_QUEUE, send_queue};
+
+pub struct RouterDeps {
+    pub catalog: Arc<Catalog>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub queue: Arc<dyn QueueSender>,
+    pub clock: Arc<dyn Clock>,
+    /// How soon a record that hit a transient error (store or queue down) is tried again.
+    pub retry_after: Duration,
+}
+
+/// What routing did with one channel, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub channel: Channel,
+    pub notification_id: NotificationId,
+    pub status: Status,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("transient: {0}")]
+    Transient(String),
+}
+
+/// One record of `events-<lane>.fifo`.
+pub async fn handle_route_record(deps: &RouterDeps, record: Record<'_>) -> RecordOutcome {
+    let job: RouteJob = match decode(record.body, "route job") {
+        Ok(job) => job,
+        Err(e) => {
+            // Not from our ingest: leave it for the dead-letter queue, where an operator can see it.
+            tracing::error!(error = %e, "unreadable route job");
+            return RecordOutcome::Retry(deps.retry_after);
+        }
+    };
+    match route_event(deps, &job).await {
+        Ok(_) => RecordOutcome::Done,
+        Err(e) => {
+            tracing::warn!(error = %e, event_id = %job.event.event_id, "routing failed, will retry");
+            RecordOutcome::Retry(deps.retry_after)
+        }
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> RouteError {
+    RouteError::Transient(e.to_string())
+}
+
+pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed>, RouteError> {
+    let event = &job.event;
+    let Some(event_type) = deps.catalog.event_type(&event.event_type) else {
+        // The catalog lost a type that ingest accepted (a deploy removed it): nothing can render it.
+        tracing::error!(event_id = %event.event_id, event_type = %event.event_type, "event type no longer in the catalog");
+        return Ok(Vec::new());
+    };
+    let profile = deps.profiles.get_profile(&event.user_id).await.map_err(transient)?.unwrap_or_default();
+    let preferences: Preferences = deps.profiles.get_preferences(&event.user_id).await.map_err(transient)?.unwrap_or_default();
+    let now = deps.clock.now();
+
+    let channels: Vec<Channel> = match &job.fallback {
+        Some(f) => vec![f.channel],
+        None => requested_channels(event, event_type),
+    };
+    let deliver_at = deliver_after(now, event.send_after, job.priority, preferences.quiet_hours.as_ref(), profile.timezone.as_deref());
+    let locales = wanted_locales(event, &profile);
+    let user_view = json!({ "id": event.user_id, "locale": profile.locale, "timezone": profile.timezone });
+    let event_view = json!({ "event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at });
+
+    let mut routed = Vec::new();
+    let mut outgoing: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();
+    for channel in channels {
+        let notification_id = NotificationId::derive(&event.event_id, channel);
+        let mut notification = Notification {
+            notification_id: notification_id.clone(),
+            event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            user_id: event.user_id.clone(),
+            channel,
+            priority: job.priority,
+            status: Status::Pending,
+            reason: None,
+            attempts: 0,
+            last_error: None,
+            fallback_for: job.fallback.as_ref().map(|f| f.replaces),
+            deliver_after: None,
+            lease_until: None,
+            provider_message_id: None,
+            title: None,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+        };
+        let mut send_job = None;
+        match decide(channel, event_type.category.as_deref(), &profile, &preferences) {
+            Decision::Skip(why) => {
+                notification.status = Status::Skipped;
+                notification.reason = Some(why.to_owned());
+            }
+            Decision::Deliver(address) => {
+                let locale = deps.catalog.templates().resolve_locale(&event.event_type, channel, &locales, &event_type.fallback_locale);
+                let rendered = locale.ok_or_else(|| format!("no {channel} templates for {}", event.event_type)).and_then(|locale| {
+                    let ctx = RenderContext { payload: &event.payload, user: user_view.clone(), event: event_view.clone() };
+                    deps.catalog.templates().render(&event.event_type, &locale, channel, &ctx).map_err(|e| e.to_string())
+                });
+                match rendered {
+                    Err(message) => {
+                        notification.status = Status::Failed;
+                        notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
+                        notification.last_error = Some(message);
+                    }
+                    Ok(message) => {
+                        notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
+                        if let Some(at) = deliver_at {
+                            notification.status = Status::Scheduled;
+                            notification.deliver_after = Some(at);
+                        }
+                        send_job = Some(SendJob {
+                            notification_id: notification_id.clone(),
+                            event_id: event.event_id.clone(),
+                            event_type: event.event_type.clone(),
+                            user_id: event.user_id.clone(),
+                            channel,
+                            priority: job.priority,
+                            address,
+                            message,
+                            accepted_at: job.accepted_at,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(job) = &send_job {
+            if encode(job).len() > MAX_MESSAGE_BYTES - 1024 {
+                notification.status = Status::Failed;
+                notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
+                notification.last_error = Some("rendered message is larger than a queue message can carry".into());
+                send_job = None;
+            }
+        }
+
+        let created = deps.notifications.create(&notification).await.map_err(transient)?;
+        let current = if created {
+            notification
+        } else {
+            // Routed before (a redelivered job): queue again only what has not run yet; the
+            // queue's dedup id and the sender's claim make a second copy harmless.
+            deps.notifications.get(&notification_id).await.map_err(transient)?.unwrap_or(notification)
+        };
+        if matches!(current.status, Status::Pending | Status::Scheduled) {
+            if let Some(job) = send_job {
+                let (queue, message) = outgoing_message(job, current.deliver_after, now);
+                outgoing.entry(queue).or_default().push(message);
+            }
+        }
+        routed.push(Routed { channel, notification_id, status: current.status });
+    }
+
+    for (queue, messages) in outgoing {
+        deps.queue.send_batch(&queue, messages).await.map_err(transient)?;
+    }
+    tracing::info!(
+        event_id = %event.event_id,
+        routed = ?routed.iter().map(|r| (r.channel.as_str(), r.status.as_str())).collect::<Vec<_>>(),
+        "event routed"
+    );
+    Ok(routed)
+}
+
+/// A send job goes straight to its channel's lane, or to the deferred queue when it must wait.
+pub fn outgoing_message(job: SendJob, deliver_after: Option<Timestamp>, now: Timestamp) -> (String, OutgoingMessage) {
+    let queue = send_queue(job.channel, job.priority.lane());
+    match deliver_after.filter(|at| *at > now) {
+        Some(at) => {
+            let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default().min(MAX_DELAY);
+            let body = encode(&DeferredJob { queue, deliver_after: at, job });
+            (DEFERRED_QUEUE.to_owned(), OutgoingMessage::delayed(body, wait))
+        }
+        None => {
+            let group = message_group_for(&job.user_id);
+            let dedup = job.notification_id.as_str().to_owned();
+            (queue, OutgoingMessage::fifo(encode(&job), group, dedup))
+        }
+    }
+}

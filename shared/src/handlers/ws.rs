@@ -1,0 +1,106 @@
+//! WebSocket: `$connect` checks the user's signed token and records the connection,
+//! `$disconnect` forgets it, and the push sender fans a notification out to every live
+//! connection of its user, dropping the ones that are gone.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{WsTokenError, WsTokens};
+use crate::domain::UserId;
+use crate::domain::notification::reason;
+use crate::ports::{ChannelSender, Clock, Connection, ConnectionPoster, ConnectionStore, Delivery, PostError, SendError, StoreError};
+
+/// API Gateway closes a WebSocket connection after two hours.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 60 * 60);
+
+pub struct WsDeps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub tokens: Arc<WsTokens>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConnectError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(WsTokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub async fn connect(deps: &WsDeps, connection_id: &str, token: Option<&str>) -> Result<UserId, ConnectError> {
+    let now = deps.clock.now();
+    let user = deps.tokens.verify(token.unwrap_or_default(), now).map_err(ConnectError::Unauthorized)?;
+    let connection = Connection {
+        connection_id: connection_id.to_owned(),
+        user_id: user.clone(),
+        connected_at: now,
+        expires_at: now.checked_add(MAX_CONNECTION_AGE).unwrap_or(now),
+    };
+    deps.connections.put_connection(&connection).await?;
+    tracing::info!(connection_id, "websocket connected");
+    Ok(user)
+}
+
+pub async fn disconnect(deps: &WsDeps, connection_id: &str) -> Result<(), StoreError> {
+    deps.connections.delete_connection(connection_id).await?;
+    tracing::info!(connection_id, "websocket disconnected");
+    Ok(())
+}
+
+/// The frame a browser receives.
+pub fn notification_frame(delivery: &Delivery<'_>, sent_at: Timestamp) -> String {
+    json!({
+        "type": "notification",
+        "notification_id": delivery.notification_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "priority": delivery.priority,
+        "title": delivery.message.part("title"),
+        "body": delivery.message.part("body"),
+        "locale": delivery.message.locale,
+        "sent_at": sent_at,
+    })
+    .to_string()
+}
+
+/// The WebSocket channel's sender.
+pub struct WebSocketFanout {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub poster: Arc<dyn ConnectionPoster>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl ChannelSender for WebSocketFanout {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+        let now = self.clock.now();
+        let live = self
+            .connections
+            .connections_of(delivery.user_id, now)
+            .await
+            .map_err(|e| SendError::Transient(e.to_string()))?;
+        let frame = notification_frame(&delivery, now);
+        let mut delivered = 0usize;
+        let mut last_error = None;
+        for c in &live {
+            match self.poster.post(&c.connection_id, frame.as_bytes()).await {
+                Ok(()) => delivered += 1,
+                Err(PostError::Gone) => {
+                    // Closed without a $disconnect reaching us: forget it, it counts as handled.
+                    if let Err(e) = self.connections.delete_connection(&c.connection_id).await {
+                        tracing::warn!(error = %e, "could not forget a gone connection");
+                    }
+                }
+                Err(PostError::Failed(e)) => last_error = Some(e),
+            }
+        }
+        match (delivered, last_error) {
+            (0, Some(e)) => Err(SendError::Transient(e)),
+            (0, None) => Err(SendError::Unreachable(reason::NO_LIVE_CONNECTION.to_owned())),
+            (n, _) => Ok(format!("{n} connection(s)")),
+        }
+    }
+}

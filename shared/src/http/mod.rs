@@ -1,0 +1,216 @@
+//! The public HTTP API as axum routers. The same routers serve the local stack and, through
+//! `lambda_http`, API Gateway: these functions only translate between HTTP and the handlers.
+
+pub mod problem;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+
+use crate::auth::ApiKeys;
+use crate::handlers::ingest::{IngestDeps, IngestError, submit_event};
+use crate::handlers::queries::{self, QueryDeps, QueryError};
+pub use problem::Problem;
+
+/// Bodies the API reads at all; `POST /v1/events` has its own, smaller limit and says so in a problem.
+const READ_LIMIT: usize = 1024 * 1024;
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn body_or_problem(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::too_large(limit),
+        _ => Problem::malformed(rejection.body_text()),
+    })
+}
+
+/// Requires `Authorization: Bearer <key>` with a configured key.
+pub async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !keys.authorize(header) {
+        return Problem::unauthorized().into_response();
+    }
+    next.run(request).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest function: POST /v1/events.
+
+pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_event))
+        .layer(DefaultBodyLimit::max(READ_LIMIT))
+        .with_state(deps)
+        .layer(middleware::from_fn_with_state(keys, require_api_key))
+}
+
+async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let limit = deps.settings.max_body_bytes;
+    let body = match body_or_problem(body, limit) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    match submit_event(&deps, &body).await {
+        Ok(accepted) => {
+            let status = StatusCode::from_u16(accepted.status).unwrap_or(StatusCode::ACCEPTED);
+            let mut response = json_response(status, accepted.body);
+            let headers = response.headers_mut();
+            if let Ok(location) = HeaderValue::from_str(&accepted.location) {
+                headers.insert(header::LOCATION, location);
+            }
+            if accepted.replayed {
+                headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(e) => ingest_problem(e).into_response(),
+    }
+}
+
+fn ingest_problem(e: IngestError) -> Problem {
+    match e {
+        IngestError::TooLarge { limit } => Problem::too_large(limit),
+        IngestError::Malformed(detail) => Problem::malformed(detail),
+        IngestError::Invalid(errors) => Problem::invalid(errors),
+        IngestError::Conflict => Problem::new(
+            StatusCode::CONFLICT,
+            "idempotency-conflict",
+            "Conflict",
+            "this event_id was already used for an event with a different body",
+        ),
+        IngestError::InProgress => Problem::new(
+            StatusCode::CONFLICT,
+            "in-progress",
+            "Conflict",
+            "an event with this event_id is being accepted right now; retry in a second",
+        ),
+        IngestError::Unavailable => Problem::unavailable(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API function: status, recipients, inbox, WebSocket tokens.
+
+pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
+    Router::new()
+        .route("/v1/events/{event_id}", get(get_event))
+        .route("/v1/users/{user_id}", get(get_profile).put(put_profile))
+        .route("/v1/users/{user_id}/preferences", get(get_preferences).put(put_preferences))
+        .route("/v1/users/{user_id}/notifications", get(list_notifications))
+        .route("/v1/users/{user_id}/ws-token", post(post_ws_token))
+        .layer(DefaultBodyLimit::max(READ_LIMIT))
+        .with_state(deps)
+        .layer(middleware::from_fn_with_state(keys, require_api_key))
+}
+
+/// Routes every deployment serves: liveness, and problem+json for unknown paths.
+pub fn common_routes() -> Router {
+    Router::new().route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) })).fallback(not_found)
+}
+
+async fn not_found() -> Response {
+    Problem::not_found("no such route").into_response()
+}
+
+fn query_problem(e: QueryError, what: &str) -> Response {
+    match e {
+        QueryError::NotFound => Problem::not_found(format!("no such {what}")),
+        QueryError::Invalid(errors) => Problem::invalid(errors),
+        QueryError::Store(e) => {
+            tracing::error!(error = %e, "store error");
+            Problem::unavailable()
+        }
+    }
+    .into_response()
+}
+
+fn ok_json<T: serde::Serialize>(value: &T) -> Response {
+    json_response(StatusCode::OK, serde_json::to_string(value).unwrap_or_default())
+}
+
+async fn get_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<String>) -> Response {
+    match queries::event_status(&deps, &event_id).await {
+        Ok(status) => ok_json(&status),
+        Err(e) => query_problem(e, "event"),
+    }
+}
+
+async fn get_profile(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
+    match queries::get_profile(&deps, &user_id).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+async fn put_profile(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Problem::malformed("the body is not JSON").into_response();
+    }
+    match queries::put_profile(&deps, &user_id, &body).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
+    match queries::get_preferences(&deps, &user_id).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Problem::malformed("the body is not JSON").into_response();
+    }
+    match queries::put_preferences(&deps, &user_id, &body).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_notifications(
+    State(deps): State<Arc<QueryDeps>>,
+    Path(user_id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(page)) = query else {
+        return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
+    };
+    match queries::user_notifications(&deps, &user_id, page.limit, page.cursor.as_deref()).await {
+        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+async fn post_ws_token(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
+    match queries::mint_ws_token(&deps, &user_id) {
+        Ok(t) => json_response(StatusCode::CREATED, serde_json::to_string(&t).unwrap_or_default()),
+        Err(e) => query_problem(e, "user"),
+    }
+}

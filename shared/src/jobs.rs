@@ -1,0 +1,65 @@
+//! Queue message bodies: what one function hands the next.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, Event, EventId, NotificationId, Priority, UserId};
+use crate::ports::{Address, RenderedMessage};
+
+/// On `events-<lane>.fifo`: route an accepted event to its channels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteJob {
+    pub event: Event,
+    pub priority: Priority,
+    pub accepted_at: Timestamp,
+    /// Set when this job asks for a fallback channel only, after `replaces` failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackRequest {
+    pub channel: Channel,
+    pub replaces: Channel,
+}
+
+/// On `send-<channel>-<lane>.fifo`: deliver one rendered notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SendJob {
+    pub notification_id: NotificationId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub user_id: UserId,
+    pub channel: Channel,
+    pub priority: Priority,
+    pub address: Address,
+    pub message: RenderedMessage,
+    /// When ingest accepted the event: the start of the ingest-to-sent latency.
+    pub accepted_at: Timestamp,
+}
+
+/// On the `deferred` queue: a send job held until `deliver_after`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeferredJob {
+    /// The send queue the job goes to when its time comes.
+    pub queue: String,
+    pub deliver_after: Timestamp,
+    pub job: SendJob,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("message body is not a {what}: {source}")]
+pub struct BadMessage {
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(body: &str, what: &'static str) -> Result<T, BadMessage> {
+    serde_json::from_str(body).map_err(|source| BadMessage { what, source })
+}
+
+pub fn encode<T: Serialize>(job: &T) -> String {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no custom Serialize.
+    serde_json::to_string(job).unwrap_or_default()
+}

@@ -1,0 +1,16 @@
+//! The notification platform's logic: domain, ports, adapters and every function's handler.
+//!
+//! Each Lambda in `functions/` and the embedded local stack are wiring around what lives here.
+
+pub mod adapters;
+pub mod auth;
+pub mod catalog;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+pub mod domain;
+pub mod handlers;
+pub mod http;
+pub mod jobs;
+pub mod ports;
+pub mod routing;
+pub mod topology;

@@ -1,0 +1,80 @@
+//! The outside world a notification is delivered to: providers per channel, and live
+//! WebSocket connections (API Gateway Management API on AWS).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
+
+/// Where one message goes, by channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Address {
+    Email { to: String },
+    Phone { number: String },
+    Push { tokens: Vec<crate::domain::profile::PushToken> },
+    Whatsapp { number: String },
+    Telegram { chat_id: String },
+    /// WebSocket messages go to the user's live connections, looked up at send time.
+    Connections,
+}
+
+/// A message rendered for its channel: `parts` holds the channel's template parts
+/// (`subject`/`text`/`html` for email, `text` for SMS and chat, `title`/`body` for push and WebSocket).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedMessage {
+    pub channel: Channel,
+    pub locale: String,
+    pub parts: std::collections::BTreeMap<String, String>,
+}
+
+impl RenderedMessage {
+    pub fn part(&self, name: &str) -> &str {
+        self.parts.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// One message handed to a provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery<'a> {
+    pub notification_id: &'a NotificationId,
+    pub event_id: &'a EventId,
+    pub event_type: &'a str,
+    pub user_id: &'a UserId,
+    pub priority: Priority,
+    pub address: &'a Address,
+    pub message: &'a RenderedMessage,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth retrying: throttling, timeouts, provider 5xx.
+    #[error("transient provider error: {0}")]
+    Transient(String),
+    /// Retrying cannot help: bad address, rejected content, suppressed recipient.
+    #[error("provider rejected the message: {0}")]
+    Permanent(String),
+    /// Nobody to deliver to right now (a WebSocket user with no live connection): skipped, not failed.
+    #[error("recipient unreachable: {0}")]
+    Unreachable(String),
+}
+
+#[async_trait]
+pub trait ChannelSender: Send + Sync {
+    /// Hands one message to the provider; returns the provider's message id.
+    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError>;
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PostError {
+    /// The connection is closed (API Gateway's `GoneException`, HTTP 410).
+    #[error("connection is gone")]
+    Gone,
+    #[error("posting to the connection failed: {0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait ConnectionPoster: Send + Sync {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError>;
+}

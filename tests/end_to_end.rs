@@ -1,0 +1,402 @@
+//! End to end through the local stack: real HTTP, a real WebSocket client, the handlers driven
+//! by the in-process queues exactly as the event source mappings would drive them.
+
+use notify_tests::{next_frame, sample, spawn_app, unique};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn event_for(sample_name: &str, user: &str) -> Value {
+    let mut body = sample(sample_name);
+    body["event_id"] = json!(unique("evt"));
+    body["user_id"] = json!(user);
+    body
+}
+
+#[tokio::test]
+async fn every_built_in_event_type_arrives_by_email_and_on_the_websocket() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut socket = app.connect_ws(&user).await;
+
+    for name in ["user.registered.json", "order.completed.json", "payment.failed.json"] {
+        let body = event_for(name, &user);
+        let event_id = body["event_id"].as_str().unwrap().to_owned();
+        let r = app.post_event(&body).await;
+        assert_eq!(r.status(), 202, "{name}");
+        assert_eq!(r.headers()["location"], format!("/v1/events/{event_id}").as_str());
+
+        let email = app.wait_for_outbox("email", &event_id, WAIT).await;
+        assert_eq!(email["to"]["to"], format!("{user}@example.com"));
+        for part in ["subject", "text", "html"] {
+            assert!(!email["parts"][part].as_str().unwrap_or_default().is_empty(), "{name}: email {part} rendered");
+        }
+        assert!(email["parts"]["html"].as_str().unwrap().contains('<'), "html part is HTML");
+
+        let frame = next_frame(&mut socket, WAIT).await;
+        assert_eq!(frame["event_id"], event_id.as_str());
+        assert_eq!(frame["event_type"], body["event_type"]);
+        assert!(!frame["title"].as_str().unwrap_or_default().is_empty());
+
+        let ws = app.wait_for_notification(&event_id, "websocket", "sent", WAIT).await;
+        assert_eq!(ws["attempts"], 1);
+        app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+    }
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn templates_follow_the_recipients_locale() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    let profile = json!({"email": "olena@example.com", "locale": "uk-UA"});
+    assert_eq!(app.put(&format!("/v1/users/{user}"), &profile).await.status(), 200);
+    let body = event_for("order.completed.json", &user);
+    app.post_event(&body).await;
+    let email = app.wait_for_outbox("email", body["event_id"].as_str().unwrap(), WAIT).await;
+    assert_eq!(email["locale"], "uk");
+    // An explicit locale on the event wins over the profile's.
+    let mut english = event_for("order.completed.json", &user);
+    english["locale"] = json!("en");
+    app.post_event(&english).await;
+    let email = app.wait_for_outbox("email", english["event_id"].as_str().unwrap(), WAIT).await;
+    assert_eq!(email["locale"], "en");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_event_twice_is_one_email_and_a_replayed_answer() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let body = event_for("user.registered.json", &user);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+
+    let first = app.post_event(&body).await;
+    assert_eq!(first.status(), 202);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body = first.text().await.unwrap();
+    let second = app.post_event(&body).await;
+    assert_eq!(second.status(), 202);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.text().await.unwrap(), first_body);
+
+    app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+    // Give a duplicate every chance to show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let emails: Vec<_> = app.outbox("email").await.into_iter().filter(|m| m["event_id"] == event_id.as_str()).collect();
+    assert_eq!(emails.len(), 1);
+
+    let mut changed = body.clone();
+    changed["payload"]["name"] = json!("Somebody Else");
+    let conflict = app.post_event(&changed).await;
+    assert_eq!(conflict.status(), 409);
+    assert_eq!(conflict.headers()["content-type"], "application/problem+json");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_opted_out_channel_is_skipped_with_its_reason() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let prefs = json!({"channels": {"email": false}});
+    assert_eq!(app.put(&format!("/v1/users/{user}/preferences"), &prefs).await.status(), 200);
+    let body = event_for("user.registered.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    app.post_event(&body).await;
+
+    let email = app.wait_for_notification(event_id, "email", "skipped", WAIT).await;
+    assert_eq!(email["reason"], "opted_out");
+    assert_eq!(email["attempts"], 0);
+    assert!(app.outbox("email").await.iter().all(|m| m["event_id"] != event_id));
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_without_an_address_is_skipped_not_failed() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    assert_eq!(app.put(&format!("/v1/users/{user}"), &json!({"email": "only-mail@example.com"})).await.status(), 200);
+    let body = event_for("payment.failed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    app.post_event(&body).await;
+    let sms = app.wait_for_notification(event_id, "sms", "skipped", WAIT).await;
+    assert_eq!(sms["reason"], "no_address");
+    app.wait_for_notification(event_id, "email", "sent", WAIT).await;
+    // Nobody is connected: the websocket notification is skipped, and kept for the inbox.
+    let ws = app.wait_for_notification(event_id, "websocket", "skipped", WAIT).await;
+    assert_eq!(ws["reason"], "no_live_connection");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_retried_then_dead_lettered_and_reads_failed() {
+    let app = spawn_app().await;
+    app.stack.providers.set_failing(shared::domain::Channel::Sms, true);
+    let user = unique("u");
+    app.create_user(&user).await;
+    let body = event_for("payment.failed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    app.post_event(&body).await;
+
+    let sms = app.wait_for_notification(event_id, "sms", "failed", Duration::from_secs(20)).await;
+    assert_eq!(sms["reason"], "retries_exhausted");
+    // max_receive_count is 3 in tests: three provider calls, then the DLQ.
+    assert_eq!(sms["attempts"], 3);
+    assert!(sms["last_error"].as_str().unwrap().contains("set to fail"));
+    // The other channels of the event are unaffected.
+    app.wait_for_notification(event_id, "email", "sent", WAIT).await;
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_channel_falls_back_to_the_next_one() {
+    let app = spawn_app().await;
+    app.stack.providers.set_failing(shared::domain::Channel::Push, true);
+    let user = unique("u");
+    app.create_user(&user).await;
+    let body = event_for("order.completed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    app.post_event(&body).await;
+
+    app.wait_for_notification(event_id, "push", "failed", Duration::from_secs(20)).await;
+    let sms = app.wait_for_notification(event_id, "sms", "sent", WAIT).await;
+    assert_eq!(sms["fallback_for"], "push");
+    let text = app.wait_for_outbox("sms", event_id, WAIT).await;
+    assert!(!text["parts"]["text"].as_str().unwrap().is_empty());
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn events_for_one_user_arrive_in_the_order_they_were_sent() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut socket = app.connect_ws(&user).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let mut body = event_for("order.completed.json", &user);
+        body["payload"]["order_id"] = json!(format!("A-{i}"));
+        ids.push(body["event_id"].as_str().unwrap().to_owned());
+        assert_eq!(app.post_event(&body).await.status(), 202);
+    }
+    let mut frames = Vec::new();
+    for _ in 0..ids.len() {
+        frames.push(next_frame(&mut socket, WAIT).await["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(frames, ids, "websocket frames in order");
+    app.wait_for_outbox("email", ids.last().unwrap(), WAIT).await;
+    let emails: Vec<String> = app
+        .outbox("email")
+        .await
+        .into_iter()
+        .filter(|m| m["user_id"] == user.as_str())
+        .map(|m| m["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(emails, ids, "emails in order");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_event_waits_for_its_time() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut body = event_for("user.registered.json", &user);
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    body["send_after"] = json!(at.to_string());
+    let event_id = body["event_id"].as_str().unwrap();
+    app.post_event(&body).await;
+
+    let scheduled = app.wait_for_notification(event_id, "email", "scheduled", WAIT).await;
+    assert!(scheduled["deliver_after"].is_string());
+    let sent = app.wait_for_notification(event_id, "email", "sent", WAIT).await;
+    let sent_at: jiff::Timestamp = sent["sent_at"].as_str().unwrap().parse().unwrap();
+    assert!(sent_at >= at, "sent at {sent_at}, not before {at}");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_details() {
+    let app = spawn_app().await;
+    let problem = |r: reqwest::Response| async move {
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        r.json::<Value>().await.unwrap()
+    };
+
+    let r = app.post_raw("{not json").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(problem(r).await["status"], 400);
+
+    let r = app.http.post(app.url("/v1/events")).json(&sample("user.registered.json")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.http.post(app.url("/v1/events")).header("authorization", "Bearer wrong").json(&sample("user.registered.json")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let mut big = sample("user.registered.json");
+    big["payload"]["padding"] = json!("x".repeat(300 * 1024));
+    let r = app.post_event(&big).await;
+    assert_eq!(r.status(), 413);
+    assert!(problem(r).await["detail"].as_str().unwrap().contains("245760"));
+
+    let mut unknown = sample("user.registered.json");
+    unknown["event_type"] = json!("no.such.type");
+    let r = app.post_event(&unknown).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(problem(r).await["errors"][0]["path"], "/event_type");
+
+    let r = app.post_event(&sample("order.completed.invalid.json")).await;
+    assert_eq!(r.status(), 422);
+    let p = problem(r).await;
+    let paths: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert!(paths.len() >= 2, "every failing field listed: {paths:?}");
+    assert!(paths.iter().all(|p| p.starts_with("/payload/")), "{paths:?}");
+
+    let r = app.post_event(&json!({"payload": 5})).await;
+    assert_eq!(r.status(), 422);
+    let p = problem(r).await;
+    let paths: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    for expected in ["/event_id", "/event_type", "/user_id", "/payload"] {
+        assert!(paths.contains(&expected), "{expected} in {paths:?}");
+    }
+
+    let r = app.put("/v1/users/u-1", &json!({"email": "nope", "phone": "0501234567"})).await;
+    assert_eq!(r.status(), 422);
+    let p = problem(r).await;
+    assert_eq!(p["errors"][0]["path"], "/email");
+    assert_eq!(p["errors"][1]["path"], "/phone");
+
+    assert_eq!(app.get("/v1/events/never-sent").await.status(), 404);
+    assert_eq!(app.http.get(app.url("/health")).send().await.unwrap().status(), 200);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_needs_a_valid_token() {
+    let app = spawn_app().await;
+    let url = format!("ws://{}/v1/ws?token=forged", app.stack.addr);
+    let err = tokio_tungstenite::connect_async(url).await.expect_err("refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
+        other => panic!("unexpected {other:?}"),
+    }
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_inbox_lists_a_users_notifications_newest_first_in_pages() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let body = event_for("user.registered.json", &user);
+        ids.push(body["event_id"].as_str().unwrap().to_owned());
+        app.post_event(&body).await;
+        app.wait_for_notification(ids.last().unwrap(), "email", "sent", WAIT).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/users/{user}/notifications?limit=4&cursor={c}"),
+            None => format!("/v1/users/{user}/notifications?limit=4"),
+        };
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        seen.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    // Two channels (email, websocket) per user.registered.
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[0]["event_id"], ids[2].as_str());
+    assert_eq!(seen[5]["event_id"], ids[0].as_str());
+    app.stack.stop().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_event_type_is_added_with_data_alone() {
+    // A catalog folder holding the shipped types plus one written here, as a user would.
+    let dir = std::env::temp_dir().join(unique("catalog"));
+    copy_dir(&shared::catalog::repository_catalog_dir(), &dir);
+    let t = dir.join("invoice.overdue");
+    std::fs::create_dir_all(t.join("templates/en")).unwrap();
+    std::fs::write(
+        t.join("event.json"),
+        r#"{"description": "An invoice is past due", "category": "billing", "priority": "high", "channels": ["email", "websocket"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("schema.json"),
+        r#"{"type": "object", "required": ["invoice_id", "days"], "properties": {"invoice_id": {"type": "string"}, "days": {"type": "integer", "minimum": 1}}}"#,
+    )
+    .unwrap();
+    for (file, text) in [
+        ("email.subject", "Invoice {{ payload.invoice_id }} is {{ payload.days }} days overdue"),
+        ("email.text", "Please pay invoice {{ payload.invoice_id }}."),
+        ("email.html", "<p>Please pay invoice <b>{{ payload.invoice_id }}</b>.</p>"),
+        ("websocket.title", "Invoice overdue"),
+        ("websocket.body", "{{ payload.invoice_id }}: {{ payload.days }} days"),
+    ] {
+        std::fs::write(t.join("templates/en").join(file), text).unwrap();
+    }
+    let mut config = local_stack::Config::for_tests();
+    config.catalog_dir = dir.clone();
+    let app = notify_tests::spawn_app_with(config).await;
+    let user = unique("u");
+    app.create_user(&user).await;
+
+    let bad = json!({"event_id": unique("evt"), "event_type": "invoice.overdue", "user_id": user, "payload": {"invoice_id": "I-9", "days": 0}});
+    assert_eq!(app.post_event(&bad).await.status(), 422);
+    let event_id = unique("evt");
+    let good = json!({"event_id": event_id, "event_type": "invoice.overdue", "user_id": user, "payload": {"invoice_id": "I-9", "days": 12}});
+    assert_eq!(app.post_event(&good).await.status(), 202);
+    let email = app.wait_for_outbox("email", &event_id, WAIT).await;
+    assert_eq!(email["parts"]["subject"], "Invoice I-9 is 12 days overdue");
+    app.stack.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_template_that_needs_a_missing_variable_fails_the_notification_with_the_reason() {
+    let dir = std::env::temp_dir().join(unique("catalog"));
+    let t = dir.join("strict.check");
+    std::fs::create_dir_all(t.join("templates/en")).unwrap();
+    std::fs::write(t.join("event.json"), r#"{"priority": "normal", "channels": ["email"]}"#).unwrap();
+    std::fs::write(t.join("schema.json"), r#"{"type": "object"}"#).unwrap();
+    for (file, text) in [("email.subject", "Hi {{ payload.name }}"), ("email.text", "t"), ("email.html", "<p>h</p>")] {
+        std::fs::write(t.join("templates/en").join(file), text).unwrap();
+    }
+    let mut config = local_stack::Config::for_tests();
+    config.catalog_dir = dir.clone();
+    let app = notify_tests::spawn_app_with(config).await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let event_id = unique("evt");
+    let body = json!({"event_id": event_id, "event_type": "strict.check", "user_id": user, "payload": {}});
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let n = app.wait_for_notification(&event_id, "email", "failed", WAIT).await;
+    assert_eq!(n["reason"], "template_error");
+    assert!(n["last_error"].as_str().unwrap().contains("undefined"), "{n}");
+    assert!(app.outbox("email").await.is_empty());
+    app.stack.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
