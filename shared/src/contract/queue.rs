@@ -120,7 +120,13 @@ async fn depth(h: &QueueHandles, queue: &str) -> usize {
 }
 
 /// Receives (and deletes, when `delete_each`) until `count` messages came or `within` passed.
-async fn collect(h: &QueueHandles, queue: &str, count: usize, within: Duration, delete_each: bool) -> Vec<ReceivedMessage> {
+async fn collect(
+    h: &QueueHandles,
+    queue: &str,
+    count: usize,
+    within: Duration,
+    delete_each: bool,
+) -> Vec<ReceivedMessage> {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     while got.len() < count && Instant::now() < deadline {

@@ -232,7 +232,7 @@ pub async fn idempotency_completed_response_is_replayed(fixture: &dyn StoreFixtu
     let s = fixture.store().await;
     assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
     let answer = response(202, r#"{"event_id":"evt-1","status":"accepted"}"#);
-    s.idempotency.complete("key-1", answer.clone(), at(86_400)).await.expect("complete");
+    s.idempotency.complete("key-1", "hash-1", answer.clone(), at(86_400)).await.expect("complete");
     let completed = IdempotencyRecord {
         key: "key-1".into(),
         payload_hash: "hash-1".into(),
@@ -250,7 +250,7 @@ pub async fn idempotency_completed_response_is_replayed(fixture: &dyn StoreFixtu
 pub async fn idempotency_expired_record_can_be_claimed_again(fixture: &dyn StoreFixture) {
     let s = fixture.store().await;
     assert_eq!(claim(&s, "key-1", "hash-1", 0, 30, 3600).await, Claim::Acquired);
-    s.idempotency.complete("key-1", response(202, "{}"), at(3600)).await.expect("complete");
+    s.idempotency.complete("key-1", "hash-1", response(202, "{}"), at(3600)).await.expect("complete");
     assert!(
         matches!(claim(&s, "key-1", "hash-2", 3599, 3629, 7199).await, Claim::Existing(IdempotencyRecord { state: IdempotencyState::Completed { .. }, .. })),
         "one second before expiry the completed record holds"
@@ -285,10 +285,11 @@ pub async fn idempotency_complete_without_a_record_still_stores(fixture: &dyn St
     // is written anyway, so the answer is replayed to repeats.
     let s = fixture.store().await;
     let answer = response(202, r#"{"status":"accepted"}"#);
-    s.idempotency.complete("key-1", answer.clone(), at(3600)).await.expect("complete");
+    s.idempotency.complete("key-1", "hash-1", answer.clone(), at(3600)).await.expect("complete");
     match claim(&s, "key-1", "hash-1", 0, 30, 3600).await {
         Claim::Existing(record) => {
             assert_eq!(record.key, "key-1");
+            assert_eq!(record.payload_hash, "hash-1", "the hash is stored, so repeats are not conflicts");
             assert_eq!(record.state, IdempotencyState::Completed { response: answer });
             assert_eq!(record.expires_at, at(3600));
         }

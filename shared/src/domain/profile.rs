@@ -75,36 +75,30 @@ impl Profile {
     /// Every failing field, as JSON Pointers into the request body.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
-        if let Some(email) = &self.email {
-            if !is_email(email) {
+        if let Some(email) = &self.email
+            && !is_email(email) {
                 errors.push(FieldError::new("/email", "must be an email address"));
             }
-        }
-        if let Some(phone) = &self.phone {
-            if !is_e164(phone) {
+        if let Some(phone) = &self.phone
+            && !is_e164(phone) {
                 errors.push(FieldError::new("/phone", "must be an E.164 number such as +380501234567"));
             }
-        }
-        if let Some(whatsapp) = &self.whatsapp {
-            if !is_e164(whatsapp) {
+        if let Some(whatsapp) = &self.whatsapp
+            && !is_e164(whatsapp) {
                 errors.push(FieldError::new("/whatsapp", "must be an E.164 number such as +380501234567"));
             }
-        }
-        if let Some(locale) = &self.locale {
-            if !is_locale_tag(locale) {
+        if let Some(locale) = &self.locale
+            && !is_locale_tag(locale) {
                 errors.push(FieldError::new("/locale", "must be a language tag such as en or uk-UA"));
             }
-        }
-        if let Some(tz) = &self.timezone {
-            if !is_timezone(tz) {
+        if let Some(tz) = &self.timezone
+            && !is_timezone(tz) {
                 errors.push(FieldError::new("/timezone", "must be an IANA time zone such as Europe/Kyiv"));
             }
-        }
-        if let Some(chat) = &self.telegram_chat_id {
-            if chat.is_empty() || chat.len() > 64 {
+        if let Some(chat) = &self.telegram_chat_id
+            && (chat.is_empty() || chat.len() > 64) {
                 errors.push(FieldError::new("/telegram_chat_id", "must be 1..64 characters"));
             }
-        }
         for (i, t) in self.push_tokens.iter().enumerate() {
             if !matches!(t.platform.as_str(), "fcm" | "apns") {
                 errors.push(FieldError::new(format!("/push_tokens/{i}/platform"), "must be fcm or apns"));
@@ -195,11 +189,10 @@ impl Preferences {
             if q.start == q.end {
                 errors.push(FieldError::new("/quiet_hours/end", "must differ from start"));
             }
-            if let Some(tz) = &q.timezone {
-                if !is_timezone(tz) {
+            if let Some(tz) = &q.timezone
+                && !is_timezone(tz) {
                     errors.push(FieldError::new("/quiet_hours/timezone", "must be an IANA time zone such as Europe/Kyiv"));
                 }
-            }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }

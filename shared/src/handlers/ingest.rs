@@ -146,7 +146,7 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
         "links": { "self": location },
     })
     .to_string();
-    if let Err(e) = deps.idempotency.complete(&key, StoredResponse { status: 202, body: body.clone() }, expires_at).await {
+    if let Err(e) = deps.idempotency.complete(&key, &hash, StoredResponse { status: 202, body: body.clone() }, expires_at).await {
         // The event is queued; a retry would find the claim in progress until it lapses, and
         // deterministic notification ids keep a second routing from sending anything twice.
         tracing::warn!(error = %e, event_id = %key, "could not store the idempotent response");

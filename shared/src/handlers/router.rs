@@ -149,14 +149,13 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 }
             }
         }
-        if let Some(job) = &send_job {
-            if encode(job).len() > MAX_MESSAGE_BYTES - 1024 {
+        if let Some(job) = &send_job
+            && encode(job).len() > MAX_MESSAGE_BYTES - 1024 {
                 notification.status = Status::Failed;
                 notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
                 notification.last_error = Some("rendered message is larger than a queue message can carry".into());
                 send_job = None;
             }
-        }
 
         let created = deps.notifications.create(&notification).await.map_err(transient)?;
         let current = if created {
@@ -166,12 +165,11 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
             // queue's dedup id and the sender's claim make a second copy harmless.
             deps.notifications.get(&notification_id).await.map_err(transient)?.unwrap_or(notification)
         };
-        if matches!(current.status, Status::Pending | Status::Scheduled) {
-            if let Some(job) = send_job {
+        if matches!(current.status, Status::Pending | Status::Scheduled)
+            && let Some(job) = send_job {
                 let (queue, message) = outgoing_message(job, current.deliver_after, now);
                 outgoing.entry(queue).or_default().push(message);
             }
-        }
         routed.push(Routed { channel, notification_id, status: current.status });
     }
 

@@ -94,11 +94,10 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob) -> RecordOutcome {
     }
     match deps.notifications.transition(&job.notification_id, &sending, &change).await {
         Ok(TransitionOutcome::Applied(n)) => {
-            if n.status == Status::Failed {
-                if let Err(e) = request_fallback(&deps.fallback, &n).await {
+            if n.status == Status::Failed
+                && let Err(e) = request_fallback(&deps.fallback, &n).await {
                     tracing::warn!(error = %e, "fallback could not be requested");
                 }
-            }
             outcome
         }
         Ok(other) => {

@@ -68,12 +68,11 @@ where
                 blocked_groups.insert(group);
                 group_backoff.entry(group).or_insert(after);
             }
-            if let Some(receipt) = message.receipt_handle.as_deref() {
-                if let Err(e) = visibility.change_visibility(record.queue, receipt, after).await {
+            if let Some(receipt) = message.receipt_handle.as_deref()
+                && let Err(e) = visibility.change_visibility(record.queue, receipt, after).await {
                     // The message comes back after the queue's visibility timeout instead.
                     tracing::warn!(parent: &span, error = %e, "could not set retry backoff");
                 }
-            }
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = record.message_id.to_owned();
             failures.push(failure);

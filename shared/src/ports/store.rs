@@ -65,7 +65,7 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<Claim, StoreError>;
 
     /// Stores the answer, turning our in-progress record into a completed one.
-    async fn complete(&self, key: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError>;
+    async fn complete(&self, key: &str, payload_hash: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError>;
 
     /// Drops our in-progress record after a failure, so the caller may retry.
     async fn release(&self, key: &str) -> Result<(), StoreError>;

@@ -336,9 +336,10 @@ impl Queue {
 
 #[async_trait]
 impl QueueSender for MemoryQueue {
-    /// Accepts every message or none: all are checked before any is enqueued (batches larger
-    /// than [`MAX_BATCH`](crate::ports::queue::MAX_BATCH) need no splitting in process). FIFO messages whose deduplication id
-    /// was accepted within [`DEDUP_WINDOW`] are accepted and dropped.
+    /// Accepts every message or none: all are checked before any is enqueued, so batches larger
+    /// than [`MAX_BATCH`](crate::ports::queue::MAX_BATCH) need no splitting in process. FIFO
+    /// messages whose deduplication id was accepted within [`DEDUP_WINDOW`] are accepted and
+    /// dropped.
     async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError> {
         {
             let mut state = self.state();
@@ -662,7 +663,10 @@ mod tests {
         assert_eq!(dead.receive_count, 1);
         assert_ne!(dead.message_id, first.message_id);
         // The old receipts are dead.
-        assert_eq!(q.change_visibility(FIFO, &second.receipt_handle, Duration::ZERO).await, Err(QueueError::StaleReceipt));
+        assert_eq!(
+            q.change_visibility(FIFO, &second.receipt_handle, Duration::ZERO).await,
+            Err(QueueError::StaleReceipt)
+        );
     }
 
     #[tokio::test(start_paused = true)]
