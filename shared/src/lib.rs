@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod catalog;
+pub mod config;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod domain;

@@ -73,25 +73,75 @@ pub struct Catalog {
     templates: Templates,
 }
 
+/// The catalog's files by relative path (`order.completed/templates/en/email.subject`), read from
+/// a folder or compiled into the binary.
+type Files = BTreeMap<String, String>;
+
+static EMBEDDED: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/../catalog");
+
+fn read_tree(root: &Path) -> Result<Files, CatalogError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Files) -> Result<(), CatalogError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Io { path: dir.to_owned(), source })?;
+        for entry in entries {
+            let path = entry.map_err(|source| CatalogError::Io { path: dir.to_owned(), source })?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Io { path: path.clone(), source })?;
+                out.insert(rel, text);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Files::new();
+    walk(root, root, &mut files)?;
+    Ok(files)
+}
+
+fn embedded_files() -> Files {
+    fn walk(dir: &include_dir::Dir<'static>, out: &mut Files) {
+        for file in dir.files() {
+            if let Some(text) = file.contents_utf8() {
+                out.insert(file.path().to_string_lossy().replace('\\', "/"), text.to_owned());
+            }
+        }
+        for sub in dir.dirs() {
+            walk(sub, out);
+        }
+    }
+    let mut files = Files::new();
+    walk(&EMBEDDED, &mut files);
+    files
+}
+
 impl Catalog {
     /// Loads every event type under `root`, failing on the first malformed one with its path.
     pub fn load(root: &Path) -> Result<Catalog, CatalogError> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-            .map_err(|source| CatalogError::Io { path: root.to_owned(), source })?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
+        Self::from_files(root, &read_tree(root)?)
+    }
+
+    /// The repository's `catalog/` as it was when this binary was built (how Lambda functions
+    /// get theirs; `NOTIFY_CATALOG_DIR` points them at a folder instead).
+    pub fn embedded() -> Result<Catalog, CatalogError> {
+        Self::from_files(Path::new("catalog (embedded)"), &embedded_files())
+    }
+
+    /// `NOTIFY_CATALOG_DIR` when set, else the embedded catalog.
+    pub fn from_env(env: &crate::config::Env) -> Result<Catalog, CatalogError> {
+        match env.optional(crate::config::vars::CATALOG_DIR) {
+            Some(dir) => Self::load(Path::new(&dir)),
+            None => Self::embedded(),
+        }
+    }
+
+    fn from_files(root: &Path, files: &Files) -> Result<Catalog, CatalogError> {
+        let names: BTreeSet<&str> = files.keys().filter_map(|k| k.split_once('/').map(|(d, _)| d)).filter(|d| !d.starts_with('.')).collect();
         let mut types = BTreeMap::new();
         let mut templates = Templates::new();
-        for dir in dirs {
-            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let event_type = load_event_type(&dir, &name, &mut templates)?;
-            types.insert(name, event_type);
+        for name in names {
+            let event_type = load_event_type(root, files, name, &mut templates)?;
+            types.insert(name.to_owned(), event_type);
         }
         if types.is_empty() {
             return Err(invalid(root, "holds no event types"));
@@ -112,54 +162,39 @@ impl Catalog {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, CatalogError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Io { path: path.to_owned(), source })?;
-    serde_json::from_str(&text).map_err(|e| invalid(path, format!("not valid JSON: {e}")))
+fn read_json(root: &Path, files: &Files, rel: &str) -> Result<Value, CatalogError> {
+    let path = root.join(rel);
+    let text = files.get(rel).ok_or_else(|| invalid(&path, "is missing"))?;
+    serde_json::from_str(text).map_err(|e| invalid(&path, format!("not valid JSON: {e}")))
 }
 
-fn load_event_type(dir: &Path, name: &str, templates: &mut Templates) -> Result<EventType, CatalogError> {
-    let spec_path = dir.join("event.json");
-    let spec: EventTypeFile = serde_json::from_value(read_json(&spec_path)?)
-        .map_err(|e| invalid(&spec_path, e.to_string()))?;
+fn load_event_type(root: &Path, files: &Files, name: &str, templates: &mut Templates) -> Result<EventType, CatalogError> {
+    let spec_rel = format!("{name}/event.json");
+    let spec_path = root.join(&spec_rel);
+    let spec: EventTypeFile = serde_json::from_value(read_json(root, files, &spec_rel)?).map_err(|e| invalid(&spec_path, e.to_string()))?;
     if spec.channels.is_empty() {
         return Err(invalid(&spec_path, "channels must name at least one channel"));
     }
-    let schema_path = dir.join("schema.json");
-    let schema = schema::PayloadSchema::compile(&read_json(&schema_path)?).map_err(|m| invalid(&schema_path, m))?;
+    let schema_rel = format!("{name}/schema.json");
+    let schema = schema::PayloadSchema::compile(&read_json(root, files, &schema_rel)?).map_err(|m| invalid(&root.join(&schema_rel), m))?;
 
-    let templates_dir = dir.join("templates");
+    let templates_prefix = format!("{name}/templates/");
+    let templates_dir = root.join(&templates_prefix);
     let mut locales = BTreeSet::new();
-    let mut locale_dirs: Vec<PathBuf> = std::fs::read_dir(&templates_dir)
-        .map_err(|source| CatalogError::Io { path: templates_dir.clone(), source })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    locale_dirs.sort();
-    for locale_dir in locale_dirs {
-        let locale = locale_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&locale_dir)
-            .map_err(|source| CatalogError::Io { path: locale_dir.clone(), source })?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let Some((channel, part)) = file_name.split_once('.') else {
-                return Err(invalid(&file, "template files are named <channel>.<part>"));
-            };
-            let channel: Channel = channel.parse().map_err(|m: String| invalid(&file, m))?;
-            if !channel.template_parts().contains(&part) {
-                return Err(invalid(&file, format!("{channel} has the parts {:?}", channel.template_parts())));
-            }
-            let source = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io { path: file.clone(), source })?;
-            templates
-                .add(name, &locale, channel, part, source)
-                .map_err(|e| invalid(&file, e))?;
+    for (rel, source) in files.range(templates_prefix.clone()..).take_while(|(k, _)| k.starts_with(&templates_prefix)) {
+        let file = root.join(rel);
+        let Some((locale, file_name)) = rel[templates_prefix.len()..].split_once('/') else {
+            return Err(invalid(&file, "templates live in templates/<locale>/<channel>.<part>"));
+        };
+        let Some((channel, part)) = file_name.split_once('.') else {
+            return Err(invalid(&file, "template files are named <channel>.<part>"));
+        };
+        let channel: Channel = channel.parse().map_err(|m: String| invalid(&file, m))?;
+        if !channel.template_parts().contains(&part) {
+            return Err(invalid(&file, format!("{channel} has the parts {:?}", channel.template_parts())));
         }
-        locales.insert(locale);
+        templates.add(name, locale, channel, part, source.clone()).map_err(|e| invalid(&file, e))?;
+        locales.insert(locale.to_owned());
     }
     if !locales.contains(&spec.fallback_locale) {
         return Err(invalid(&templates_dir, format!("has no templates for the fallback locale {:?}", spec.fallback_locale)));
@@ -215,6 +250,14 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_catalog_is_the_repositorys() {
+        let embedded = Catalog::embedded().expect("embedded catalog loads");
+        let on_disk = Catalog::load(&repository_catalog_dir()).unwrap();
+        let names = |c: &Catalog| c.event_types().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&embedded), names(&on_disk));
+    }
+
+    #[test]
     fn a_malformed_event_type_is_refused_with_its_path() {
         let dir = std::env::temp_dir().join(format!("catalog-bad-{}", ulid::Ulid::new()));
         let t = dir.join("x.y");
@@ -224,6 +267,9 @@ mod tests {
         let err = Catalog::load(&dir).unwrap_err().to_string();
         assert!(err.contains("event.json"), "{err}");
         std::fs::write(t.join("event.json"), json!({"priority": "low", "channels": ["email"]}).to_string()).unwrap();
+        let err = Catalog::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("fallback locale"), "{err}");
+        std::fs::write(t.join("templates/en/email.text"), "hi").unwrap();
         let err = Catalog::load(&dir).unwrap_err().to_string();
         assert!(err.contains("en/email.subject is missing"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();

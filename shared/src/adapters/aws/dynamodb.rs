@@ -75,7 +75,7 @@ impl DynamoStore {
 
 type Item = HashMap<String, AttributeValue>;
 
-fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError {
+fn unavailable<E: ProvideErrorMetadata>(e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError {
     // Only the code and message: `{:?}` of an SDK error can carry a whole item.
     StoreError::Unavailable(format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message")))
 }
@@ -154,8 +154,9 @@ impl IdempotencyStore for DynamoStore {
             .item("state", s(IN_PROGRESS))
             .item("in_progress_until", n(in_progress_until.as_millisecond()))
             .item("expires_at", n(expires_at.as_second()))
-            .condition_expression("attribute_not_exists(id) OR expires_at < :now OR (#state = :in_progress AND in_progress_until < :now_ms)")
+            .condition_expression("attribute_not_exists(#id) OR expires_at <= :now OR (#state = :in_progress AND in_progress_until <= :now_ms)")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#id", "id")
             .expression_attribute_values(":now", n(now.as_second()))
             .expression_attribute_values(":now_ms", n(now.as_millisecond()))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
@@ -165,7 +166,10 @@ impl IdempotencyStore for DynamoStore {
         match result {
             Ok(_) => Ok(Claim::Acquired),
             Err(e) if is_condition_failure(&e) => {
-                let old = e.as_service_error().and_then(|se| se.as_conditional_check_failed_exception().ok()).and_then(|c| c.item.clone());
+                let old = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                    _ => None,
+                };
                 let item = match old {
                     Some(item) => Some(item),
                     None => self.consistent_get(&self.tables.idempotency, "id", key).await?,
@@ -180,13 +184,14 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
-    async fn complete(&self, key: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, payload_hash: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
         let body = serde_json::to_string(&response).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.client
             .update_item()
             .table_name(&self.tables.idempotency)
             .key("id", s(key))
-            .update_expression("SET #state = :completed, #response = :response, expires_at = :exp REMOVE in_progress_until")
+            .update_expression("SET #state = :completed, #response = :response, payload_hash = :hash, expires_at = :exp REMOVE in_progress_until")
+            .expression_attribute_values(":hash", s(payload_hash))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#response", "response")
             .expression_attribute_values(":completed", s(COMPLETED))
@@ -269,7 +274,7 @@ fn notification_from(mut item: Item) -> Result<Notification, StoreError> {
 fn transition_update(change: &Transition) -> Result<(String, HashMap<String, String>, HashMap<String, AttributeValue>), StoreError> {
     let mut set = vec!["#status = :to".to_owned(), "updated_at = :at".to_owned()];
     let mut remove = Vec::new();
-    let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+    let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
     let mut values = HashMap::from([(":to".to_owned(), to_av(&change.to)?), (":at".to_owned(), to_av(&change.at)?)]);
     let mut optional = |field: &str, value: &Option<Option<String>>| -> Result<(), StoreError> {
         match value {
@@ -318,7 +323,7 @@ fn transition_update(change: &Transition) -> Result<(String, HashMap<String, Str
 
 /// The guard as a condition expression over `#status` and `lease_until_ms`.
 fn guard_condition(guard: &Guard, values: &mut HashMap<String, AttributeValue>) -> Result<String, StoreError> {
-    let mut status_value = |status: Status, values: &mut HashMap<String, AttributeValue>| -> Result<String, StoreError> {
+    let status_value = |status: Status, values: &mut HashMap<String, AttributeValue>| -> Result<String, StoreError> {
         let key = format!(":g_{}", status.as_str());
         values.insert(key.clone(), to_av(&status)?);
         Ok(key)
@@ -404,7 +409,10 @@ impl NotificationStore for DynamoStore {
                 None => self.get(id).await?.map(TransitionOutcome::Applied).ok_or_else(|| StoreError::Corrupt("updated item vanished".into())),
             },
             Err(e) if is_condition_failure(&e) => {
-                let old = e.as_service_error().and_then(|se| se.as_conditional_check_failed_exception().ok()).and_then(|c| c.item.clone());
+                let old = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                    _ => None,
+                };
                 let current = match old {
                     Some(item) => Some(notification_from(item)?),
                     None => self.get(id).await?,

@@ -21,6 +21,14 @@ impl QueueDirectory {
         Self { urls }
     }
 
+    /// Every queue of the platform's topology at `prefix` + logical name, the way
+    /// `template.yaml` names them (`NOTIFY_QUEUE_URL_PREFIX`).
+    pub fn from_prefix(prefix: &str) -> Self {
+        let settings = crate::topology::TopologySettings::default();
+        let urls = crate::topology::all_queues(&settings).into_iter().map(|q| (q.name.clone(), format!("{prefix}{}", q.name))).collect();
+        Self { urls }
+    }
+
     pub fn insert(&mut self, name: impl Into<String>, url: impl Into<String>) {
         self.urls.insert(name.into(), url.into());
     }
@@ -55,7 +63,7 @@ impl SqsQueue {
     }
 }
 
-fn service_error<E: std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
+fn service_error<E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static>(e: aws_sdk_sqs::error::SdkError<E>) -> QueueError {
     use aws_sdk_sqs::error::ProvideErrorMetadata;
     let code = e.code().unwrap_or("").to_owned();
     let message = e.message().unwrap_or("").to_owned();

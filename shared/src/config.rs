@@ -1,0 +1,86 @@
+//! Configuration read once at start-up from the environment, failing with the variable's name.
+
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// The variables every deployment uses; `template.yaml` sets the same names.
+pub mod vars {
+    /// Queue URL = prefix + logical queue name (`send-email-fast.fifo`).
+    pub const QUEUE_URL_PREFIX: &str = "NOTIFY_QUEUE_URL_PREFIX";
+    pub const IDEMPOTENCY_TABLE: &str = "NOTIFY_IDEMPOTENCY_TABLE";
+    pub const EVENTS_TABLE: &str = "NOTIFY_EVENTS_TABLE";
+    pub const NOTIFICATIONS_TABLE: &str = "NOTIFY_NOTIFICATIONS_TABLE";
+    pub const USERS_TABLE: &str = "NOTIFY_USERS_TABLE";
+    pub const CONNECTIONS_TABLE: &str = "NOTIFY_CONNECTIONS_TABLE";
+    /// Comma-separated hex SHA-256 of the accepted API keys (never the keys themselves).
+    pub const API_KEY_HASHES: &str = "NOTIFY_API_KEY_HASHES";
+    /// Comma-separated plain API keys (local use only).
+    pub const API_KEYS: &str = "NOTIFY_API_KEYS";
+    pub const WS_TOKEN_SECRET: &str = "NOTIFY_WS_TOKEN_SECRET";
+    pub const WS_TOKEN_TTL_SECONDS: &str = "NOTIFY_WS_TOKEN_TTL_SECONDS";
+    /// Overrides the catalog compiled into the functions.
+    pub const CATALOG_DIR: &str = "NOTIFY_CATALOG_DIR";
+    pub const EMAIL_FROM: &str = "NOTIFY_EMAIL_FROM";
+    pub const SES_CONFIGURATION_SET: &str = "NOTIFY_SES_CONFIGURATION_SET";
+    pub const SMS_SENDER_ID: &str = "NOTIFY_SMS_SENDER_ID";
+    pub const PUSH_FCM_APPLICATION_ARN: &str = "NOTIFY_PUSH_FCM_APPLICATION_ARN";
+    pub const PUSH_APNS_APPLICATION_ARN: &str = "NOTIFY_PUSH_APNS_APPLICATION_ARN";
+    /// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
+    pub const WS_MANAGEMENT_ENDPOINT: &str = "NOTIFY_WS_MANAGEMENT_ENDPOINT";
+    pub const RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
+    pub const RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+}
+
+/// A snapshot of the environment (or a map in tests).
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    values: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self { values: std::env::vars().collect() }
+    }
+
+    pub fn from_pairs<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(pairs: I) -> Self {
+        Self { values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    pub fn optional(&self, name: &'static str) -> Option<String> {
+        self.values.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid { name, reason: format!("{v:?} is not a whole number") }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_invalid_variables_are_named() {
+        let env = Env::from_pairs([("A", "1"), ("B", "x"), ("C", "  ")]);
+        assert_eq!(env.required(vars::EVENTS_TABLE), Err(ConfigError::Missing("NOTIFY_EVENTS_TABLE")));
+        assert!(env.required(vars::EVENTS_TABLE).unwrap_err().to_string().contains("NOTIFY_EVENTS_TABLE"));
+        assert_eq!(env.optional("C"), None);
+        assert_eq!(Env::from_pairs([(vars::RETRY_BASE_MS, "x")]).number(vars::RETRY_BASE_MS, 5).unwrap_err().to_string(),
+            "environment variable NOTIFY_RETRY_BASE_MS is invalid: \"x\" is not a whole number");
+        assert_eq!(env.number(vars::RETRY_BASE_MS, 5), Ok(5));
+    }
+}
