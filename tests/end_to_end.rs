@@ -135,7 +135,7 @@ async fn a_channel_without_an_address_is_skipped_not_failed() {
 #[tokio::test]
 async fn a_failing_provider_is_retried_then_dead_lettered_and_reads_failed() {
     let app = spawn_app().await;
-    app.stack.providers.set_failing(shared::domain::Channel::Sms, true);
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, true);
     let user = unique("u");
     app.create_user(&user).await;
     let body = event_for("payment.failed.json", &user);
@@ -155,7 +155,7 @@ async fn a_failing_provider_is_retried_then_dead_lettered_and_reads_failed() {
 #[tokio::test]
 async fn a_dead_lettered_channel_falls_back_to_the_next_one() {
     let app = spawn_app().await;
-    app.stack.providers.set_failing(shared::domain::Channel::Push, true);
+    app.stack.faults.set_failing(shared::domain::Channel::Push, true);
     let user = unique("u");
     app.create_user(&user).await;
     let body = event_for("order.completed.json", &user);

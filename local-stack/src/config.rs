@@ -32,6 +32,55 @@ pub struct Args {
     /// First retry backoff in milliseconds (doubles per attempt, with jitter).
     #[arg(long, env = "NOTIFY_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
+    /// `memory`: in-process queues and store. `aws`: SQS, DynamoDB, SES v2 and SNS at
+    /// `AWS_ENDPOINT_URL` (an emulator such as moto) or in the account the credentials name.
+    #[arg(long, env = "NOTIFY_BACKEND", default_value = "memory")]
+    pub backend: String,
+    /// With `--backend aws`: create the queues and tables of template.yaml at start.
+    #[arg(long, env = "NOTIFY_PROVISION", default_value_t = false)]
+    pub provision: bool,
+    /// With `--backend aws --provision`: the stack name that prefixes resource names.
+    #[arg(long, env = "NOTIFY_STACK_NAME", default_value = "notify-local")]
+    pub stack_name: String,
+}
+
+/// Where queues, tables and providers live.
+#[derive(Clone)]
+pub enum Backend {
+    /// In-process adapters; providers write to the outbox.
+    Memory,
+    /// The AWS adapters over `sdk` (emulator or cloud).
+    Aws(Box<AwsBackend>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Memory => f.write_str("Memory"),
+            Backend::Aws(a) => write!(f, "Aws({:?})", a.resources),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AwsBackend {
+    pub sdk: aws_config::SdkConfig,
+    pub resources: AwsResources,
+    /// Verified SES sender identity.
+    pub email_from: String,
+    pub sms_sender_id: Option<String>,
+    pub push_fcm_application_arn: Option<String>,
+    /// Added to every AWS client (tests count requests with it).
+    pub interceptor: Option<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
+}
+
+#[derive(Clone, Debug)]
+pub enum AwsResources {
+    /// Create the queues and tables of `template` under `stack_name` (plus an SES identity for
+    /// `email_from` and an FCM platform application), as a fresh emulator needs.
+    Provision { template: PathBuf, stack_name: String, parameters: std::collections::HashMap<String, String> },
+    /// Use what a deployment made: queue URL prefix and table names from the environment.
+    Existing { queue_url_prefix: String, tables: shared::adapters::aws::TableNames },
 }
 
 /// Everything `start` needs; tests build one directly.
@@ -50,6 +99,7 @@ pub struct Config {
     pub retry_max: Duration,
     /// Pollers per queue (Lambda's concurrency per event source mapping).
     pub pollers_per_queue: usize,
+    pub backend: Backend,
 }
 
 fn random_secret() -> Vec<u8> {
@@ -79,19 +129,21 @@ impl Config {
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_millis(400),
             pollers_per_queue: 2,
+            backend: Backend::Memory,
         }
     }
 
-    pub fn from_args(args: Args) -> Result<Self, String> {
+    pub async fn from_args(args: Args) -> Result<Self, String> {
         let api_keys: Vec<String> = args
             .api_keys
+            .clone()
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .map(str::to_owned)
             .collect();
-        let ws_token_secret = match args.ws_token_secret {
+        let ws_token_secret = match args.ws_token_secret.clone() {
             Some(s) if s.len() >= 32 => s.into_bytes(),
             Some(_) => return Err("NOTIFY_WS_TOKEN_SECRET must be at least 32 bytes".into()),
             None => random_secret(),
@@ -106,7 +158,13 @@ impl Config {
         if args.max_receive_count == 0 {
             return Err("NOTIFY_MAX_RECEIVE_COUNT must be at least 1".into());
         }
+        let backend = match args.backend.as_str() {
+            "memory" => Backend::Memory,
+            "aws" => Backend::Aws(Box::new(aws_backend(&args).await?)),
+            other => return Err(format!("NOTIFY_BACKEND must be memory or aws, not {other:?}")),
+        };
         Ok(Self {
+            backend,
             addr: args.addr,
             api_keys,
             ws_token_secret,
@@ -121,4 +179,40 @@ impl Config {
             pollers_per_queue: 2,
         })
     }
+}
+
+async fn aws_backend(args: &Args) -> Result<AwsBackend, String> {
+    use shared::config::{Env, vars};
+    let env = Env::from_process();
+    let sdk = shared::adapters::aws::sdk_config().await;
+    if sdk.region().is_none() {
+        return Err("the AWS backend needs a region: set AWS_REGION".into());
+    }
+    let resources = if args.provision {
+        AwsResources::Provision {
+            template: crate::provision::repository_template(),
+            stack_name: args.stack_name.clone(),
+            parameters: [("MaxReceiveCount".to_owned(), args.max_receive_count.to_string())].into(),
+        }
+    } else {
+        let table = |name| env.required(name).map_err(|e| e.to_string());
+        AwsResources::Existing {
+            queue_url_prefix: env.required(vars::QUEUE_URL_PREFIX).map_err(|e| e.to_string())?,
+            tables: shared::adapters::aws::TableNames {
+                idempotency: table(vars::IDEMPOTENCY_TABLE)?,
+                events: table(vars::EVENTS_TABLE)?,
+                notifications: table(vars::NOTIFICATIONS_TABLE)?,
+                users: table(vars::USERS_TABLE)?,
+                connections: table(vars::CONNECTIONS_TABLE)?,
+            },
+        }
+    };
+    Ok(AwsBackend {
+        sdk,
+        resources,
+        email_from: env.optional(vars::EMAIL_FROM).unwrap_or_else(|| "notifications@example.com".into()),
+        sms_sender_id: env.optional(vars::SMS_SENDER_ID),
+        push_fcm_application_arn: env.optional(vars::PUSH_FCM_APPLICATION_ARN),
+        interceptor: None,
+    })
 }

@@ -6,6 +6,9 @@
 pub mod config;
 pub mod dev;
 pub mod event_source;
+pub mod faults;
+pub mod management;
+pub mod provision;
 pub mod websocket;
 pub mod wiring;
 

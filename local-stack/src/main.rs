@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()))
         .init();
-    let config = Config::from_args(Args::parse()).map_err(anyhow::Error::msg)?;
+    let config = Config::from_args(Args::parse()).await.map_err(anyhow::Error::msg)?;
     let generated_key = config.api_keys.is_empty();
     let stack = local_stack::start(config).await?;
     let url = stack.base_url();

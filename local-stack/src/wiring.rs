@@ -4,6 +4,7 @@
 use anyhow::Context;
 use axum::Router;
 use futures::FutureExt;
+use shared::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirectory, SesEmailSender, SnsPushSender, SnsSmsSender, SqsQueue};
 use shared::adapters::memory::queue::MemoryQueue;
 use shared::adapters::memory::store::MemoryStore;
 use shared::adapters::memory::{MemoryConnectionPoster, Outbox, OutboxSender};
@@ -19,7 +20,10 @@ use shared::handlers::router::{RouterDeps, handle_route_record};
 use shared::handlers::send::{SendDeps, handle_send_record};
 use shared::handlers::sqs_batch::{RetryPolicy, process_batch};
 use shared::handlers::ws::{WebSocketFanout, WsDeps};
-use shared::ports::{ChannelSender, Clock, QueueReceiver, SystemClock};
+use shared::ports::{
+    ChannelSender, Clock, ConnectionPoster, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore, QueueReceiver,
+    QueueSender, SystemClock, VisibilityControl,
+};
 use shared::topology::{DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +31,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{AwsBackend, AwsResources, Backend, Config};
+use crate::faults::Faults;
 use crate::event_source::{self, BatchHandler, Mapping};
 use crate::websocket::{self, WsState};
 
@@ -36,15 +41,130 @@ pub struct LocalStack {
     pub addr: SocketAddr,
     /// A key that `Authorization: Bearer` accepts.
     pub api_key: String,
+    /// What the local providers sent (every channel on the memory backend; WhatsApp and
+    /// Telegram on the AWS backend).
     pub outbox: Outbox,
-    /// The local providers; `set_failing` makes a channel fail.
-    pub providers: OutboxSender,
-    pub queues: Arc<MemoryQueue>,
-    pub store: Arc<MemoryStore>,
+    /// `set_failing` makes a channel's provider fail (transiently), whatever the backend.
+    pub faults: Faults,
+    /// The live WebSocket connections this stack serves.
     pub connections: MemoryConnectionPoster,
+    /// On the AWS backend: the queues and tables in use.
+    pub aws: Option<AwsResourcesInUse>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AwsResourcesInUse {
+    pub queues: QueueDirectory,
+    pub tables: shared::adapters::aws::TableNames,
+}
+
+/// The ports every function's handlers need, from one backend.
+struct Adapters {
+    queue: Arc<dyn QueueSender>,
+    visibility: Arc<dyn VisibilityControl>,
+    receiver: Arc<dyn QueueReceiver>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    events: Arc<dyn EventStore>,
+    notifications: Arc<dyn NotificationStore>,
+    profiles: Arc<dyn ProfileStore>,
+    connections: Arc<dyn ConnectionStore>,
+    senders: Vec<(Channel, Arc<dyn ChannelSender>)>,
+    poster: Arc<dyn ConnectionPoster>,
+    aws: Option<AwsResourcesInUse>,
+}
+
+fn memory_adapters(config: &Config, outbox: &Outbox, connections: &MemoryConnectionPoster) -> Adapters {
+    let topology = TopologySettings { visibility_timeout: config.visibility_timeout, max_receive_count: config.max_receive_count };
+    let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)));
+    let store = Arc::new(MemoryStore::new());
+    let provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
+    Adapters {
+        queue: queues.clone(),
+        visibility: queues.clone(),
+        receiver: queues,
+        idempotency: store.clone(),
+        events: store.clone(),
+        notifications: store.clone(),
+        profiles: store.clone(),
+        connections: store,
+        senders: Channel::ALL.iter().filter(|c| **c != Channel::Websocket).map(|c| (*c, provider.clone())).collect(),
+        poster: Arc::new(connections.clone()),
+        aws: None,
+    }
+}
+
+async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &str) -> anyhow::Result<Adapters> {
+    let sdk = &aws.sdk;
+    let with_interceptor = |mut b: aws_sdk_sqs::config::Builder| {
+        if let Some(i) = &aws.interceptor {
+            b = b.interceptor(i.clone());
+        }
+        b
+    };
+    let sqs = aws_sdk_sqs::Client::from_conf(with_interceptor(aws_sdk_sqs::config::Builder::from(sdk)).build());
+    let mut dynamo_conf = aws_sdk_dynamodb::config::Builder::from(sdk);
+    let mut ses_conf = aws_sdk_sesv2::config::Builder::from(sdk);
+    let mut sns_conf = aws_sdk_sns::config::Builder::from(sdk);
+    let mut apigw_conf = aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(management_endpoint);
+    if let Some(i) = &aws.interceptor {
+        dynamo_conf = dynamo_conf.interceptor(i.clone());
+        ses_conf = ses_conf.interceptor(i.clone());
+        sns_conf = sns_conf.interceptor(i.clone());
+        apigw_conf = apigw_conf.interceptor(i.clone());
+    }
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(dynamo_conf.build());
+    let ses = aws_sdk_sesv2::Client::from_conf(ses_conf.build());
+    let sns = aws_sdk_sns::Client::from_conf(sns_conf.build());
+    let apigw = aws_sdk_apigatewaymanagement::Client::from_conf(apigw_conf.build());
+
+    let mut push_application = aws.push_fcm_application_arn.clone();
+    let (queues, tables) = match &aws.resources {
+        AwsResources::Existing { queue_url_prefix, tables } => (QueueDirectory::from_prefix(queue_url_prefix), tables.clone()),
+        AwsResources::Provision { template, stack_name, parameters } => {
+            let options = crate::provision::ProvisionOptions { stack_name: stack_name.clone(), parameters: parameters.clone() };
+            let provisioned = crate::provision::provision(sdk, template, &options).await.context("provisioning from template.yaml")?;
+            // A fresh emulator knows no sender identity and no push platform application.
+            aws_sdk_sesv2::Client::new(sdk).create_email_identity().email_identity(&aws.email_from).send().await.context("creating the SES identity")?;
+            if push_application.is_none() {
+                let created = aws_sdk_sns::Client::new(sdk)
+                    .create_platform_application()
+                    .name(format!("{stack_name}-fcm"))
+                    .platform("GCM")
+                    .attributes("PlatformCredential", "local-stack-placeholder")
+                    .send()
+                    .await
+                    .context("creating the FCM platform application")?;
+                push_application = created.platform_application_arn;
+            }
+            (provisioned.queues, provisioned.tables)
+        }
+    };
+    let queue = Arc::new(SqsQueue::new(sqs, queues.clone()));
+    let store = Arc::new(DynamoStore::new(dynamodb, tables.clone()));
+    let outbox_provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
+    Ok(Adapters {
+        queue: queue.clone(),
+        visibility: queue.clone(),
+        receiver: queue,
+        idempotency: store.clone(),
+        events: store.clone(),
+        notifications: store.clone(),
+        profiles: store.clone(),
+        connections: store,
+        senders: vec![
+            (Channel::Email, Arc::new(SesEmailSender::new(ses, aws.email_from.clone(), None))),
+            (Channel::Sms, Arc::new(SnsSmsSender::new(sns.clone(), aws.sms_sender_id.clone()))),
+            (Channel::Push, Arc::new(SnsPushSender::new(sns, push_application, None))),
+            // No AWS provider for chat channels yet: they stay on the local outbox.
+            (Channel::Whatsapp, outbox_provider.clone()),
+            (Channel::Telegram, outbox_provider),
+        ],
+        poster: Arc::new(ApiGatewayConnectionPoster::new(apigw)),
+        aws: Some(AwsResourcesInUse { queues, tables }),
+    })
 }
 
 impl LocalStack {
@@ -62,7 +182,7 @@ impl LocalStack {
     }
 }
 
-fn batch_handler<D, F>(deps: Arc<D>, visibility: Arc<MemoryQueue>, handle: F) -> BatchHandler
+fn batch_handler<D, F>(deps: Arc<D>, visibility: Arc<dyn VisibilityControl>, handle: F) -> BatchHandler
 where
     D: Send + Sync + 'static,
     F: for<'a> Fn(&'a D, shared::handlers::sqs_batch::Record<'a>) -> futures::future::BoxFuture<'a, shared::handlers::sqs_batch::RecordOutcome>
@@ -81,15 +201,20 @@ where
 pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let catalog = Arc::new(Catalog::load(&config.catalog_dir).with_context(|| "loading the event catalog")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let topology = TopologySettings { visibility_timeout: config.visibility_timeout, max_receive_count: config.max_receive_count };
-    let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)));
-    let store = Arc::new(MemoryStore::new());
     let outbox = Outbox::new(config.outbox_dir.clone());
-    let providers = OutboxSender::new(outbox.clone());
-    for channel in &config.fail_channels {
-        providers.set_failing(*channel, true);
-    }
     let connections = MemoryConnectionPoster::default();
+    let faults = Faults::default();
+    for channel in &config.fail_channels {
+        faults.set_failing(*channel, true);
+    }
+    // Bind first: on the AWS backend the push sender calls this server's @connections API.
+    let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    let a = match &config.backend {
+        Backend::Memory => memory_adapters(&config, &outbox, &connections),
+        Backend::Aws(aws) => aws_adapters(aws, &outbox, &format!("http://{addr}")).await?,
+    };
+
     let tokens = Arc::new(WsTokens::new(&config.ws_token_secret, config.ws_token_ttl).map_err(anyhow::Error::msg)?);
     let api_key = config.api_keys.first().cloned().unwrap_or_else(shared::auth::api_keys::generate_key);
     let mut keys = config.api_keys.clone();
@@ -99,44 +224,43 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let api_keys = Arc::new(ApiKeys::from_config(&keys.join(","), "").map_err(anyhow::Error::msg)?);
     let retry = RetryPolicy { base: config.retry_base, max: config.retry_max };
 
-    let fallback = || FallbackDeps { catalog: catalog.clone(), events: store.clone(), queue: queues.clone() };
+    let fallback = || FallbackDeps { catalog: catalog.clone(), events: a.events.clone(), queue: a.queue.clone() };
     let ingest = Arc::new(IngestDeps {
         catalog: catalog.clone(),
-        idempotency: store.clone(),
-        events: store.clone(),
-        queue: queues.clone(),
+        idempotency: a.idempotency.clone(),
+        events: a.events.clone(),
+        queue: a.queue.clone(),
         clock: clock.clone(),
         settings: IngestSettings::default(),
     });
     let query = Arc::new(QueryDeps {
-        events: store.clone(),
-        notifications: store.clone(),
-        profiles: store.clone(),
+        events: a.events.clone(),
+        notifications: a.notifications.clone(),
+        profiles: a.profiles.clone(),
         tokens: tokens.clone(),
         clock: clock.clone(),
     });
-    let ws = Arc::new(WsDeps { connections: store.clone(), tokens: tokens.clone(), clock: clock.clone() });
+    let ws = Arc::new(WsDeps { connections: a.connections.clone(), tokens: tokens.clone(), clock: clock.clone() });
     let router = Arc::new(RouterDeps {
         catalog: catalog.clone(),
-        profiles: store.clone(),
-        notifications: store.clone(),
-        queue: queues.clone(),
+        profiles: a.profiles.clone(),
+        notifications: a.notifications.clone(),
+        queue: a.queue.clone(),
         clock: clock.clone(),
         retry_after: config.retry_base,
     });
-    let deferred = Arc::new(DeferredDeps { notifications: store.clone(), queue: queues.clone(), clock: clock.clone(), retry_after: config.retry_base });
+    let deferred = Arc::new(DeferredDeps { notifications: a.notifications.clone(), queue: a.queue.clone(), clock: clock.clone(), retry_after: config.retry_base });
     let dead_letter = Arc::new(DeadLetterDeps {
-        notifications: store.clone(),
-        queue: queues.clone(),
+        notifications: a.notifications.clone(),
+        queue: a.queue.clone(),
         fallback: fallback(),
         clock: clock.clone(),
         retry_after: config.retry_base,
     });
-    let fanout: Arc<dyn ChannelSender> =
-        Arc::new(WebSocketFanout { connections: store.clone(), poster: Arc::new(connections.clone()), clock: clock.clone() });
+    let fanout: Arc<dyn ChannelSender> = Arc::new(WebSocketFanout { connections: a.connections.clone(), poster: a.poster.clone(), clock: clock.clone() });
     let sender_deps = |sender: Arc<dyn ChannelSender>| {
         Arc::new(SendDeps {
-            notifications: store.clone(),
+            notifications: a.notifications.clone(),
             sender,
             fallback: fallback(),
             clock: clock.clone(),
@@ -149,31 +273,33 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let mut mappings = Vec::new();
     let n = config.pollers_per_queue;
     for lane in Lane::ALL {
-        let handler = batch_handler(router.clone(), queues.clone(), |d, r| handle_route_record(d, r).boxed());
+        let handler = batch_handler(router.clone(), a.visibility.clone(), |d, r| handle_route_record(d, r).boxed());
         mappings.push(Mapping { queue: events_queue(lane), handler, concurrency: n });
         for channel in Channel::ALL {
-            let sender: Arc<dyn ChannelSender> = if channel == Channel::Websocket { fanout.clone() } else { Arc::new(providers.clone()) };
-            let handler = batch_handler(sender_deps(sender), queues.clone(), |d, r| handle_send_record(d, r).boxed());
+            let provider = match channel {
+                Channel::Websocket => fanout.clone(),
+                _ => a.senders.iter().find(|(c, _)| *c == channel).map(|(_, s)| s.clone()).context("a provider per channel")?,
+            };
+            let sender = faults.wrap(channel, provider);
+            let handler = batch_handler(sender_deps(sender), a.visibility.clone(), |d, r| handle_send_record(d, r).boxed());
             mappings.push(Mapping { queue: send_queue(channel, lane), handler, concurrency: n });
-            let handler = batch_handler(dead_letter.clone(), queues.clone(), |d, r| handle_dead_letter_record(d, r).boxed());
+            let handler = batch_handler(dead_letter.clone(), a.visibility.clone(), |d, r| handle_dead_letter_record(d, r).boxed());
             mappings.push(Mapping { queue: dead_letter_queue_of(&send_queue(channel, lane)), handler, concurrency: 1 });
         }
     }
-    let handler = batch_handler(deferred.clone(), queues.clone(), |d, r| handle_deferred_record(d, r).boxed());
+    let handler = batch_handler(deferred.clone(), a.visibility.clone(), |d, r| handle_deferred_record(d, r).boxed());
     mappings.push(Mapping { queue: DEFERRED_QUEUE.to_owned(), handler, concurrency: 1 });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let receiver: Arc<dyn QueueReceiver> = queues.clone();
-    let tasks: Vec<JoinHandle<()>> = mappings.into_iter().flat_map(|m| event_source::spawn(m, receiver.clone(), shutdown_rx.clone())).collect();
+    let tasks: Vec<JoinHandle<()>> = mappings.into_iter().flat_map(|m| event_source::spawn(m, a.receiver.clone(), shutdown_rx.clone())).collect();
 
     let app: Router = Router::new()
         .merge(shared::http::ingest_routes(ingest, api_keys.clone()))
         .merge(shared::http::api_routes(query, api_keys.clone()))
         .merge(crate::dev::routes(outbox.clone()).layer(axum::middleware::from_fn_with_state(api_keys.clone(), shared::http::require_api_key)))
         .merge(websocket::routes(WsState { deps: ws, poster: connections.clone() }))
+        .merge(crate::management::routes(connections.clone()))
         .merge(shared::http::common_routes());
-    let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-    let addr = listener.local_addr()?;
     let mut server_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -185,6 +311,6 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    tracing::info!(%addr, event_types = catalog.event_types().count(), "local stack up");
-    Ok(LocalStack { addr, api_key, outbox, providers, queues, store, connections, shutdown: shutdown_tx, tasks, server })
+    tracing::info!(%addr, backend = ?config.backend, event_types = catalog.event_types().count(), "local stack up");
+    Ok(LocalStack { addr, api_key, outbox, faults, connections, aws: a.aws, shutdown: shutdown_tx, tasks, server })
 }

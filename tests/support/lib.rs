@@ -1,6 +1,9 @@
 //! Test support: a fresh local stack per test on a free port, and a client that speaks its API
 //! over real HTTP and a real WebSocket.
 
+pub mod aws;
+pub mod request_counter;
+
 use futures::StreamExt;
 use local_stack::{Config, LocalStack};
 use serde_json::{Value, json};

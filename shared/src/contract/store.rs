@@ -787,6 +787,14 @@ pub async fn profiles_round_trip(fixture: &dyn StoreFixture) {
     assert_eq!(s.profiles.get_profile(&user("u-1")).await.expect("get_profile"), Some(full_profile()));
     assert_eq!(s.profiles.get_preferences(&user("u-1")).await.expect("get_preferences"), Some(full_preferences()));
     assert_eq!(s.profiles.get_profile(&user("u-2")).await.expect("get_profile"), None, "users are separate");
+    assert_eq!(
+        s.profiles.get_recipient(&user("u-1")).await.expect("get_recipient"),
+        (Some(full_profile()), Some(full_preferences())),
+        "profile and preferences read together"
+    );
+    s.profiles.put_profile(&user("u-4"), &full_profile()).await.expect("put_profile");
+    assert_eq!(s.profiles.get_recipient(&user("u-4")).await.expect("get_recipient"), (Some(full_profile()), None));
+    assert_eq!(s.profiles.get_recipient(&user("u-2")).await.expect("get_recipient"), (None, None));
 
     // Empty values round-trip as themselves, not as absent.
     s.profiles.put_profile(&user("u-3"), &Profile::default()).await.expect("put_profile");

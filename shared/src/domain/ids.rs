@@ -72,8 +72,9 @@ id_type!(
     EventId, "event_id", 128
 );
 id_type!(
-    /// The recipient, as the producer's own systems name them.
-    UserId, "user_id", 128
+    /// The recipient, as the producer's own systems name them: 1..100 characters, so that a
+    /// tenant-prefixed SQS message group id stays within SQS's 128.
+    UserId, "user_id", 100
 );
 
 /// A notification is one (event, channel) pair; its id is derived from both, so routing the same
@@ -109,7 +110,8 @@ impl fmt::Display for NotificationId {
 }
 
 /// The SQS message group of everything addressed to one recipient: FIFO order per recipient,
-/// parallelism across recipients. The tenant prefix is where multi-tenancy will slot in.
+/// parallelism across recipients. The tenant prefix (`default` for now, at most 27 characters)
+/// is where multi-tenancy will slot in.
 pub fn message_group_for(user_id: &UserId) -> String {
     format!("default#{}", user_id.as_str())
 }
@@ -132,6 +134,13 @@ mod tests {
         assert!(EventId::parse(&"a".repeat(128)).is_ok());
         assert!(EventId::parse("a/b").is_err());
         assert!(EventId::parse("a b").is_err());
+    }
+
+    #[test]
+    fn message_groups_fit_sqs_limits() {
+        let longest = UserId::parse(&"u".repeat(UserId::MAX_LEN)).unwrap();
+        assert!(message_group_for(&longest).len() <= 128);
+        assert!(UserId::parse(&"u".repeat(UserId::MAX_LEN + 1)).is_err());
     }
 
     #[test]

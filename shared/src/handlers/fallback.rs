@@ -32,7 +32,8 @@ pub async fn request_fallback(deps: &FallbackDeps, failed: &Notification) -> Res
         accepted_at: record.accepted_at,
         fallback: Some(FallbackRequest { channel: next, replaces: failed.channel }),
     };
-    let dedup = format!("{}:fallback:{}", failed.event_id, next.as_str());
+    // SQS dedup ids are at most 128 characters; event ids may be 128 already.
+    let dedup = format!("{}:fallback", crate::domain::NotificationId::derive(&failed.event_id, next));
     let message = OutgoingMessage::fifo(encode(&job), message_group_for(&failed.user_id), dedup);
     deps.queue.send_batch(&events_queue(record.lane), vec![message]).await.map_err(|e| e.to_string())?;
     tracing::info!(notification_id = %failed.notification_id, from = failed.channel.as_str(), to = next.as_str(), "fallback requested");

@@ -73,8 +73,8 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
         tracing::error!(event_id = %event.event_id, event_type = %event.event_type, "event type no longer in the catalog");
         return Ok(Vec::new());
     };
-    let profile = deps.profiles.get_profile(&event.user_id).await.map_err(transient)?.unwrap_or_default();
-    let preferences: Preferences = deps.profiles.get_preferences(&event.user_id).await.map_err(transient)?.unwrap_or_default();
+    let (profile, preferences) = deps.profiles.get_recipient(&event.user_id).await.map_err(transient)?;
+    let (profile, preferences): (_, Preferences) = (profile.unwrap_or_default(), preferences.unwrap_or_default());
     let now = deps.clock.now();
 
     let channels: Vec<Channel> = match &job.fallback {

@@ -127,6 +127,11 @@ pub trait ProfileStore: Send + Sync {
     async fn put_profile(&self, user_id: &UserId, profile: &Profile) -> Result<(), StoreError>;
     async fn get_preferences(&self, user_id: &UserId) -> Result<Option<Preferences>, StoreError>;
     async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError>;
+
+    /// Profile and preferences together (one read where the adapter stores them together).
+    async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {
+        Ok((self.get_profile(user_id).await?, self.get_preferences(user_id).await?))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -520,6 +520,15 @@ impl ProfileStore for DynamoStore {
     async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError> {
         self.set_user_attribute(user_id, "preferences", preferences).await
     }
+
+    async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {
+        let Some(mut item) = self.consistent_get(&self.tables.users, "user_id", user_id.as_str()).await? else {
+            return Ok((None, None));
+        };
+        let profile = item.remove("profile").map(from_av).transpose()?;
+        let preferences = item.remove("preferences").map(from_av).transpose()?;
+        Ok((profile, preferences))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

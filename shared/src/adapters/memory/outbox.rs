@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -82,27 +82,15 @@ impl Outbox {
     }
 }
 
-/// A channel's local provider. Channels listed in `failing` answer with a transient error
-/// instead (to watch retries and the dead-letter queue at work).
+/// Every channel's local provider: records the message in the outbox.
 #[derive(Clone)]
 pub struct OutboxSender {
     outbox: Outbox,
-    failing: Arc<Mutex<HashSet<Channel>>>,
 }
 
 impl OutboxSender {
     pub fn new(outbox: Outbox) -> Self {
-        Self { outbox, failing: Default::default() }
-    }
-
-    /// Makes `channel` fail (transiently) until set back.
-    pub fn set_failing(&self, channel: Channel, failing: bool) {
-        let mut set = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        if failing {
-            set.insert(channel);
-        } else {
-            set.remove(&channel);
-        }
+        Self { outbox }
     }
 }
 
@@ -110,9 +98,6 @@ impl OutboxSender {
 impl ChannelSender for OutboxSender {
     async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
         let channel = d.message.channel;
-        if self.failing.lock().unwrap_or_else(|e| e.into_inner()).contains(&channel) {
-            return Err(SendError::Transient(format!("local {channel} provider is set to fail")));
-        }
         let id = format!("local-{}", ulid::Ulid::new());
         self.outbox.record(OutboxEntry {
             provider_message_id: id.clone(),

@@ -1,0 +1,243 @@
+//! End to end on the AWS emulator: the local stack runs the Lambda handlers over moto's SQS
+//! and DynamoDB (playing the event source mappings), sends through SES v2 and SNS as moto
+//! records them, and pushes WebSocket frames through the real API Gateway Management client.
+
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
+use local_stack::config::{AwsBackend, AwsResources, Backend};
+use notify_tests::aws::emulator_sdk_config;
+use notify_tests::request_counter::RequestCounter;
+use notify_tests::{TestApp, next_frame, sample, spawn_app_with, unique};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn spawn_aws_app(counter: Option<RequestCounter>) -> TestApp {
+    let sdk = emulator_sdk_config().await;
+    let mut config = local_stack::Config::for_tests();
+    // Whole seconds on SQS: keep backoff short but real.
+    config.retry_base = Duration::from_secs(1);
+    config.retry_max = Duration::from_secs(1);
+    config.backend = Backend::Aws(Box::new(AwsBackend {
+        sdk,
+        resources: AwsResources::Provision {
+            template: local_stack::provision::repository_template(),
+            stack_name: unique("t").to_lowercase(),
+            parameters: [("MaxReceiveCount".to_owned(), "3".to_owned())].into(),
+        },
+        email_from: "notifications@example.com".into(),
+        sms_sender_id: None,
+        push_fcm_application_arn: None,
+        interceptor: counter.map(SharedInterceptor::new),
+    }));
+    spawn_app_with(config).await
+}
+
+fn endpoint() -> String {
+    std::env::var("NOTIFY_TEST_AWS_ENDPOINT").expect("NOTIFY_TEST_AWS_ENDPOINT is set: run the suite with `bash tests/run.sh`")
+}
+
+/// What moto's SES recorded (see localstack/moto_server.py).
+async fn emulator_emails() -> Vec<Value> {
+    reqwest::get(format!("{}/_notify/emails", endpoint())).await.unwrap().json().await.unwrap()
+}
+
+async fn emulator_sms() -> Vec<Value> {
+    reqwest::get(format!("{}/_notify/sms", endpoint())).await.unwrap().json().await.unwrap()
+}
+
+fn event_for(name: &str, user: &str) -> Value {
+    let mut body = sample(name);
+    body["event_id"] = json!(unique("evt"));
+    body["user_id"] = json!(user);
+    body
+}
+
+async fn create_user(app: &TestApp, user: &str, email: &str, phone: &str) {
+    let profile = json!({"email": email, "phone": phone, "locale": "en", "push_tokens": [{"platform": "fcm", "token": format!("tok-{user}")}]});
+    assert_eq!(app.put(&format!("/v1/users/{user}"), &profile).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_built_in_event_type_is_delivered_through_ses_sns_and_the_websocket() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    let email = format!("{}@example.com", user.to_lowercase());
+    let phone = "+14155550100";
+    create_user(&app, &user, &email, phone).await;
+    let mut socket = app.connect_ws(&user).await;
+
+    for name in ["user.registered.json", "order.completed.json", "payment.failed.json"] {
+        let mut body = event_for(name, &user);
+        body["channels"] = json!(["email", "sms", "websocket"]);
+        let event_id = body["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(app.post_event(&body).await.status(), 202, "{name}");
+        let frame = next_frame(&mut socket, WAIT).await;
+        assert_eq!(frame["event_id"], event_id.as_str());
+        let ses = app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+        let sms = app.wait_for_notification(&event_id, "sms", "sent", WAIT).await;
+        let ses_id = ses["provider_message_id"].as_str().unwrap().to_owned();
+        let sms_id = sms["provider_message_id"].as_str().unwrap().to_owned();
+        let emails = emulator_emails().await;
+        let sent = emails.iter().find(|m| m["message_id"] == ses_id.as_str()).unwrap_or_else(|| panic!("SES recorded {ses_id}"));
+        assert_eq!(sent["to"], json!([email]));
+        assert!(!sent["subject"].as_str().unwrap().is_empty());
+        let texts = emulator_sms().await;
+        let text = texts.iter().find(|m| m["message_id"] == sms_id.as_str()).unwrap_or_else(|| panic!("SNS recorded {sms_id}"));
+        assert_eq!(text["phone_number"], phone);
+    }
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_duplicate_post_yields_one_email() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    let email = format!("dup-{}@example.com", user.to_lowercase());
+    create_user(&app, &user, &email, "+14155550101").await;
+    let body = event_for("user.registered.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let again = app.post_event(&body).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    app.wait_for_notification(event_id, "email", "sent", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let to_user = emulator_emails().await.into_iter().filter(|m| m["to"] == json!([email])).count();
+    assert_eq!(to_user, 1);
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_failure_is_retried_into_the_sqs_dead_letter_queue_and_reads_failed() {
+    let app = spawn_aws_app(None).await;
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, true);
+    let user = unique("u");
+    create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), "+14155550102").await;
+    let body = event_for("payment.failed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let sms = app.wait_for_notification(event_id, "sms", "failed", Duration::from_secs(60)).await;
+    assert_eq!(sms["reason"], "retries_exhausted");
+    assert_eq!(sms["attempts"], 3, "MaxReceiveCount=3 in the provisioned redrive policy");
+    app.wait_for_notification(event_id, "email", "sent", WAIT).await;
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_user_order_holds_across_a_burst_for_several_users() {
+    let app = spawn_aws_app(None).await;
+    let users: Vec<String> = (0..3).map(|_| unique("u")).collect();
+    let mut sockets = Vec::new();
+    for u in &users {
+        create_user(&app, u, &format!("{}@example.com", u.to_lowercase()), "+14155550103").await;
+        sockets.push(app.connect_ws(u).await);
+    }
+    let mut sent: Vec<Vec<String>> = vec![Vec::new(); users.len()];
+    for i in 0..6 {
+        for (k, u) in users.iter().enumerate() {
+            let mut body = event_for("order.completed.json", u);
+            body["channels"] = json!(["websocket"]);
+            body["payload"]["order_id"] = json!(format!("A-{i}"));
+            sent[k].push(body["event_id"].as_str().unwrap().to_owned());
+            assert_eq!(app.post_event(&body).await.status(), 202);
+        }
+    }
+    for (k, socket) in sockets.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        for _ in 0..sent[k].len() {
+            got.push(next_frame(socket, WAIT).await["event_id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(got, sent[k], "user {k} in order");
+    }
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_socket_is_gone_to_the_management_api() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    let socket = app.connect_ws(&user).await;
+    let sdk = emulator_sdk_config().await;
+    let client = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk).endpoint_url(app.base.clone()).build(),
+    );
+    // The connection id is what $connect stored for this user.
+    let tables = app.stack.aws.as_ref().unwrap().tables.clone();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let items = dynamo
+        .scan()
+        .table_name(&tables.connections)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let id = items
+        .iter()
+        .find(|i| i.get("user_id").and_then(|v| v.as_s().ok()) == Some(&user))
+        .and_then(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
+        .expect("connection recorded");
+    client.get_connection().connection_id(&id).send().await.expect("live connection");
+    client.post_to_connection().connection_id(&id).data(aws_smithy_types::Blob::new(b"{\"type\":\"ping\"}".to_vec())).send().await.expect("posted");
+    drop(socket);
+    // Once the socket is closed, the Management API answers 410 GoneException.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.post_to_connection().connection_id(&id).data(aws_smithy_types::Blob::new(b"{}".to_vec())).send().await {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => break,
+            _ if tokio::time::Instant::now() > deadline => panic!("never gone"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let err = client.get_connection().connection_id("no-such-connection").send().await.unwrap_err();
+    assert!(err.as_service_error().is_some_and(|s| s.is_gone_exception()));
+    app.stack.stop().await;
+}
+
+/// Prints the AWS requests one delivered single-channel notification costs, by service and
+/// operation (the figure asked for in the note), and checks the count is what the design says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_requests_per_delivered_single_channel_notification() {
+    let counter = RequestCounter::default();
+    let app = spawn_aws_app(Some(counter.clone())).await;
+    let user = unique("u");
+    create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), "+14155550104").await;
+    // Let provisioning, the profile write and idle polling settle, then count one event only.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_before = counter.snapshot();
+    let mut body = event_for("user.registered.json", &user);
+    body["channels"] = json!(["email"]);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    let email = format!("{}@example.com", user.to_lowercase());
+    counter.reset();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    // Watch the emulator, not the API, so this test's own status reads are not counted; then
+    // give the sender time to record `sent` and the poller to delete the message.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !emulator_emails().await.iter().any(|m| m["to"] == json!([email])) {
+        assert!(tokio::time::Instant::now() < deadline, "email never reached SES");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let counts = counter.snapshot();
+    app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+    app.stack.stop().await;
+
+    // ReceiveMessage is the event source mappings' long polling: it depends on idle time, not on
+    // the notification, so it is shown apart.
+    println!("AWS requests for one delivered single-channel (email) notification:");
+    let mut total = 0;
+    for ((service, op), n) in counts.iter().filter(|((_, op), _)| op != "ReceiveMessage") {
+        println!("  {service:>10} {op:<20} {n}");
+        total += *n;
+    }
+    println!("  total: {total} (plus long-polling ReceiveMessage calls: {})", counts.iter().filter(|((_, op), _)| op == "ReceiveMessage").map(|(_, n)| n).sum::<usize>());
+    let _ = idle_before;
+    let op = |name: &str| counts.iter().filter(|((_, o), _)| o == name).map(|(_, n)| *n).sum::<usize>();
+    assert_eq!(op("SendEmail"), 1, "exactly one email sent");
+    assert_eq!(op("PutItem"), 3, "idempotency claim, event, notification: {counts:?}");
+    assert_eq!(op("SendMessageBatch"), 2, "route job and send job: {counts:?}");
+    assert_eq!(op("DeleteMessage"), 2, "route job and send job done: {counts:?}");
+    assert_eq!(op("GetItem"), 1, "the recipient, profile and preferences in one read: {counts:?}");
+}
