@@ -6,57 +6,140 @@
 # localstack/requirements.txt) into ./.venv; on every run it starts the emulator on a free
 # loopback port, runs the tests against it, and stops it again — on success, failure or Ctrl-C.
 #
-# Usage: bash tests/run.sh [extra arguments for the test runner]
+# Usage: bash tests/run.sh [extra arguments for cargo nextest run]
+#   bash tests/run.sh                                  # everything
+#   bash tests/run.sh aws::                            # tests whose name contains "aws::"
+#   bash tests/run.sh -E 'binary(contract_store)'      # one test binary
+# The emulator's log is target/moto.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv
 requirements=localstack/requirements.txt
 stamp="$venv/.requirements.sha256"
-wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
 
-# 1. The emulator, installed once per change of its pinned version.
+say() { echo "tests/run.sh: $*" >&2; }
+
+sha256() {
+  if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi | cut -d' ' -f1
+}
+
+# 1. The emulator, installed into ./.venv once, and again only when requirements.txt changes
+#    (its hash is kept in the stamp file). pip uses whatever index this machine is configured for.
+wanted=$(sha256 "$requirements")
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-  echo "tests/run.sh: installing the AWS emulator into $venv" >&2
+  say "installing the AWS emulator ($requirements) into $venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-  echo "$wanted" > "$stamp"
+  echo "$wanted" > "$stamp" # only once the install succeeded
 fi
 
-# 2. Start it on a free loopback port; stop it however this script ends.
+# 2. Start it on a free loopback port (the launcher picks one and writes it to a file), and make
+#    sure it is stopped however this script ends: success, failure, Ctrl-C or kill.
 mkdir -p target
 workdir=$(mktemp -d)
 moto_pid=""
-cleanup() {
-  if [[ -n "$moto_pid" ]] && kill -0 "$moto_pid" 2>/dev/null; then
-    kill "$moto_pid" 2>/dev/null || true
-    wait "$moto_pid" 2>/dev/null || true
+
+stop_emulator() {
+  [[ -n "$moto_pid" ]] || return 0
+  if kill -0 "$moto_pid" 2>/dev/null; then
+    kill -TERM "$moto_pid" 2>/dev/null || true
+    # Give it 5 s to exit, then insist.
+    for _ in $(seq 1 50); do
+      kill -0 "$moto_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$moto_pid" 2>/dev/null || true
   fi
+  wait "$moto_pid" 2>/dev/null || true
+  moto_pid=""
+}
+
+cleanup() {
+  stop_emulator
   rm -rf "$workdir"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
+# The test runner runs in the background (see 4.) so that a signal reaches this script at once;
+# the script passes it on as SIGTERM, which cargo-nextest answers by stopping every test.
+runner_pid=""
+stop_runner() {
+  [[ -n "$runner_pid" ]] || return 0
+  pkill -TERM -P "$runner_pid" 2>/dev/null || true # its children (rustc, or test binaries under cargo test)
+  kill -TERM "$runner_pid" 2>/dev/null || true
+  wait "$runner_pid" 2>/dev/null || true
+  runner_pid=""
+}
+
+# On Ctrl-C or kill: stop the tests, then exit, which runs the EXIT trap (stops the emulator).
+trap cleanup EXIT
+trap 'stop_runner; exit 130' INT
+trap 'stop_runner; exit 143' TERM
+
+# Answers anything over HTTP (any status counts: it only has to be serving).
+answers_http() {
+  if command -v curl >/dev/null; then
+    curl --silent --output /dev/null --max-time 1 "$1"
+  else
+    "$venv/bin/python" - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass
+PY
+  fi
+}
+
+# A background job of this (non-interactive) shell ignores Ctrl-C; stop_emulator ends it.
 "$venv/bin/python" localstack/moto_server.py --port-file "$workdir/port" > target/moto.log 2>&1 &
 moto_pid=$!
-for _ in $(seq 1 300); do
-  [[ -s "$workdir/port" ]] && break
-  kill -0 "$moto_pid" 2>/dev/null || { echo "tests/run.sh: the emulator did not start; see target/moto.log" >&2; exit 1; }
+
+endpoint=""
+for _ in $(seq 1 300); do # 300 × 0.1 s = 30 s
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    say "the emulator exited at start; its log (target/moto.log):"
+    cat target/moto.log >&2
+    exit 1
+  fi
+  if [[ -z "$endpoint" && -s "$workdir/port" ]]; then
+    endpoint="http://127.0.0.1:$(cat "$workdir/port")"
+  fi
+  if [[ -n "$endpoint" ]] && answers_http "$endpoint/moto-api/"; then
+    break
+  fi
   sleep 0.1
 done
-[[ -s "$workdir/port" ]] || { echo "tests/run.sh: the emulator did not start within 30 s; see target/moto.log" >&2; exit 1; }
-endpoint="http://127.0.0.1:$(cat "$workdir/port")"
+if [[ -z "$endpoint" ]] || ! answers_http "$endpoint/moto-api/"; then
+  say "the emulator did not answer within 30 s; see target/moto.log"
+  exit 1
+fi
 
+# 3. Point the AWS tests at it. The SDK needs a region and some credentials; no instance
+#    metadata lookups.
 export NOTIFY_TEST_AWS_ENDPOINT="$endpoint"
-export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
-echo "tests/run.sh: AWS emulator at $endpoint (log: target/moto.log)" >&2
+export AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_EC2_METADATA_DISABLED=true
+say "AWS emulator at $endpoint (pid $moto_pid, log: target/moto.log)"
 
-# 3. Every test.
+# 4. Every test; cargo test if cargo-nextest is not installed. The runner is waited for in the
+#    background (a trapped signal interrupts `wait`, not a foreground command); its status is
+#    kept, not fatal, so the emulator is stopped before the script exits with it.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+  cargo nextest run --workspace --no-fail-fast "$@" &
 else
-  cargo test --workspace --no-fail-fast "$@" || status=$?
+  say "cargo-nextest not found; running cargo test"
+  cargo test --workspace --no-fail-fast "$@" &
+fi
+runner_pid=$!
+wait "$runner_pid" || status=$?
+runner_pid=""
+
+if ! kill -0 "$moto_pid" 2>/dev/null; then
+  say "warning: the emulator exited during the run; see target/moto.log"
+  [[ $status -ne 0 ]] || status=1
 fi
 exit "$status"

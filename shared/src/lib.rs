@@ -12,6 +12,8 @@ pub mod domain;
 pub mod handlers;
 pub mod http;
 pub mod jobs;
+pub mod lambda;
 pub mod ports;
 pub mod routing;
+pub mod telemetry;
 pub mod topology;

@@ -1,1 +1,35 @@
-fn main() {}
+//! `api`: the read side and the recipient API behind the HTTP API: event status, profiles,
+//! preferences, the inbox and WebSocket tokens.
+
+use lambda_http::Error;
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::queries::QueryDeps;
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let keys = Arc::new(lambda::api_keys(&env)?);
+    let tokens = Arc::new(lambda::ws_tokens(&env)?);
+    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users])?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    let store = aws.store(tables);
+    let deps = Arc::new(QueryDeps {
+        events: store.clone(),
+        notifications: store.clone(),
+        profiles: store,
+        tokens,
+        clock: Arc::new(SystemClock),
+    });
+    // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
+    // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
+    // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.
+    let app = shared::http::api_routes(deps, keys).merge(shared::http::common_routes());
+    lambda_http::run(app).await
+}

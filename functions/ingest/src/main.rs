@@ -1,1 +1,37 @@
-fn main() {}
+//! `ingest`: `POST /v1/events` behind the HTTP API. Validates the event, claims its `event_id`,
+//! records it and queues it on `events-<lane>.fifo` for the router.
+
+use lambda_http::Error;
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::ingest::{IngestDeps, IngestSettings};
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let keys = Arc::new(lambda::api_keys(&env)?);
+    let directory = lambda::queue_directory(&env)?;
+    let tables = lambda::table_names(&env, &[Table::Idempotency, Table::Events])?;
+    let catalog = lambda::catalog(&env)?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    let store = aws.store(tables);
+    let deps = Arc::new(IngestDeps {
+        catalog,
+        idempotency: store.clone(),
+        events: store,
+        queue: aws.queue(directory),
+        clock: Arc::new(SystemClock),
+        settings: IngestSettings::default(),
+    });
+    // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/events`) reaches the router
+    // as is. Under a named stage lambda_http prefixes it (`/prod/v1/events`) and nothing would
+    // match unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.
+    let app = shared::http::ingest_routes(deps, keys).merge(shared::http::common_routes());
+    lambda_http::run(app).await
+}

@@ -1,1 +1,35 @@
-fn main() {}
+//! `router`: consumes `events-fast.fifo` and `events-bulk.fifo`. For each accepted event it
+//! decides the channels, renders each message, records one notification per channel and queues
+//! the send jobs (or parks them on `deferred` until their time).
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::router::{RouterDeps, handle_route_record};
+use shared::handlers::sqs_batch::process_batch;
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let directory = lambda::queue_directory(&env)?;
+    let tables = lambda::table_names(&env, &[Table::Users, Table::Notifications])?;
+    let catalog = lambda::catalog(&env)?;
+    let retry_after = lambda::retry_after(&env)?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    let store = aws.store(tables);
+    let queue = aws.queue(directory);
+    let deps = RouterDeps { catalog, profiles: store.clone(), notifications: store, queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
+
+    let (deps, queue) = (&deps, queue.as_ref());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_route_record(deps, record)).await)
+    }))
+    .await
+}

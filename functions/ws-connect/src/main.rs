@@ -1,1 +1,30 @@
-fn main() {}
+//! `ws-connect`: the WebSocket API's `$connect` route. Checks the `token` query parameter (a
+//! short-lived token from `POST /v1/users/{id}/ws-token`) and records the connection; without a
+//! valid token it answers 401 and API Gateway refuses the upgrade.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::ws::WsDeps;
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let tokens = Arc::new(lambda::ws_tokens(&env)?);
+    let tables = lambda::table_names(&env, &[Table::Connections])?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    let deps = WsDeps { connections: aws.store(tables), tokens, clock: Arc::new(SystemClock) };
+
+    let deps = &deps;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, Error>(lambda::handle_ws_connect(deps, &event.payload).await)
+    }))
+    .await
+}

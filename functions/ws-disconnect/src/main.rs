@@ -1,1 +1,28 @@
-fn main() {}
+//! `ws-disconnect`: the WebSocket API's `$disconnect` route. Forgets the connection.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::ws::WsDeps;
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let tables = lambda::table_names(&env, &[Table::Connections])?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    // Disconnecting verifies no token, so this function needs no NOTIFY_WS_TOKEN_SECRET.
+    let deps = WsDeps { connections: aws.store(tables), tokens: Arc::new(lambda::unused_ws_tokens()), clock: Arc::new(SystemClock) };
+
+    let deps = &deps;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, Error>(lambda::handle_ws_disconnect(deps, &event.payload).await)
+    }))
+    .await
+}

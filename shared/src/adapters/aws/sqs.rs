@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntr
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::ports::queue::{MAX_BATCH, MAX_DELAY, MAX_VISIBILITY};
+use crate::ports::queue::{MAX_BATCH, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_VISIBILITY};
 use crate::ports::{OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 
 /// Logical queue name → queue URL.
@@ -86,23 +86,48 @@ fn whole_seconds_up(d: Duration) -> i32 {
     secs.min(i32::MAX as u64) as i32
 }
 
+/// Consecutive runs of at most [`MAX_BATCH`] messages and [`MAX_MESSAGE_BYTES`] of bodies: one
+/// `SendMessageBatch` each (SQS refuses a larger batch as a whole).
+fn batches(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        if i - start == MAX_BATCH || (i > start && bytes + m.body.len() > MAX_MESSAGE_BYTES) {
+            out.push(&messages[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += m.body.len();
+    }
+    if start < messages.len() {
+        out.push(&messages[start..]);
+    }
+    out
+}
+
 #[async_trait]
 impl QueueSender for SqsQueue {
     async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError> {
         let url = self.directory.url(queue)?;
         let fifo = url.ends_with(".fifo");
-        for chunk in messages.chunks(MAX_BATCH) {
+        // What SQS would refuse is refused before anything is sent. The size is checked here
+        // because SQS itself enforces only the queue's MaximumMessageSize (1 MiB by default).
+        for m in &messages {
+            if m.body.len() > MAX_MESSAGE_BYTES {
+                return Err(QueueError::Invalid(format!("a message body is at most {MAX_MESSAGE_BYTES} bytes, not {}", m.body.len())));
+            }
+            if m.delay > MAX_DELAY {
+                return Err(QueueError::Invalid("delay is at most 15 minutes".into()));
+            }
+            if fifo && !m.delay.is_zero() {
+                return Err(QueueError::Invalid("FIFO queues take no per-message delay".into()));
+            }
+        }
+        for chunk in batches(&messages) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, m) in chunk.iter().enumerate() {
-                if m.delay > MAX_DELAY {
-                    return Err(QueueError::Invalid("delay is at most 15 minutes".into()));
-                }
                 let mut entry = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(&m.body);
                 if fifo {
                     entry = entry.set_message_group_id(m.group_id.clone()).set_message_deduplication_id(m.dedup_id.clone());
-                    if !m.delay.is_zero() {
-                        return Err(QueueError::Invalid("FIFO queues take no per-message delay".into()));
-                    }
                 } else if !m.delay.is_zero() {
                     entry = entry.delay_seconds(whole_seconds_up(m.delay));
                 }
@@ -199,5 +224,31 @@ impl QueueReceiver for SqsQueue {
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(messages: &[OutgoingMessage]) -> Vec<Vec<usize>> {
+        batches(messages).iter().map(|b| b.iter().map(|m| m.body.len()).collect()).collect()
+    }
+
+    fn of(len: usize) -> OutgoingMessage {
+        OutgoingMessage::delayed("x".repeat(len), Duration::ZERO)
+    }
+
+    #[test]
+    fn batches_hold_ten_messages_and_max_message_bytes_at_most() {
+        assert!(batches(&[]).is_empty());
+        assert_eq!(sizes(&vec![of(1); 25]), [vec![1; 10], vec![1; 10], vec![1; 5]]);
+        let big = MAX_MESSAGE_BYTES / 2;
+        assert_eq!(sizes(&[of(big), of(big), of(1), of(MAX_MESSAGE_BYTES), of(1)]), [
+            vec![big, big],
+            vec![1],
+            vec![MAX_MESSAGE_BYTES],
+            vec![1]
+        ]);
     }
 }

@@ -1,0 +1,32 @@
+//! `scheduler`: consumes the `deferred` queue. A send job held for later (scheduled send, quiet
+//! hours) hops on it 15 minutes at a time, then is released to its channel's queue when due.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::aws::sdk_config;
+use shared::config::Env;
+use shared::handlers::deferred::{DeferredDeps, handle_deferred_record};
+use shared::handlers::sqs_batch::process_batch;
+use shared::lambda::{self, AwsClients, Table};
+use shared::ports::SystemClock;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // The whole configuration first: a missing variable fails the cold start, by name.
+    let env = Env::from_process();
+    let directory = lambda::queue_directory(&env)?;
+    let tables = lambda::table_names(&env, &[Table::Notifications])?;
+    let retry_after = lambda::retry_after(&env)?;
+
+    let aws = AwsClients::new(&sdk_config().await);
+    let queue = aws.queue(directory);
+    let deps = DeferredDeps { notifications: aws.store(tables), queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
+
+    let (deps, queue) = (&deps, queue.as_ref());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_deferred_record(deps, record)).await)
+    }))
+    .await
+}

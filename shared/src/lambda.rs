@@ -1,0 +1,527 @@
+//! What the Lambda entry points in `functions/` have in common: reading and checking their
+//! configuration at cold start, building the AWS clients and adapters once, and translating
+//! API Gateway WebSocket events to and from the `ws` handlers.
+//!
+//! A `main.rs` reads everything it needs from the environment first (so a missing variable
+//! fails the cold start with its name before the runtime, or any AWS call, is reached), then
+//! loads the `SdkConfig`, builds its adapters and handler dependencies, and lends references to
+//! them into `service_fn`. SQS functions hand each batch to
+//! [`process_batch`](crate::handlers::sqs_batch::process_batch), which parses every record
+//! itself and answers with the `SqsBatchResponse` of the records to retry.
+
+use aws_config::SdkConfig;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirectory, SqsQueue, TableNames};
+use crate::auth::{ApiKeys, WsTokens};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{ConfigError, Env, vars};
+use crate::handlers::sqs_batch::RetryPolicy;
+use crate::handlers::ws::{self, ConnectError, WsDeps};
+
+// ---------------------------------------------------------------------------------------------
+// Cold start: configuration.
+
+/// How soon a transient failure is retried first (`NOTIFY_RETRY_BASE_MS` when set).
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(2_000);
+/// The longest retry backoff (`NOTIFY_RETRY_MAX_MS` when set).
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_millis(300_000);
+/// How long a sender's claim on a notification holds: well beyond one provider call, well
+/// within the send queues' visibility timeout (180 s in `template.yaml`).
+pub const SEND_LEASE: Duration = Duration::from_secs(60);
+/// WebSocket token lifetime when `NOTIFY_WS_TOKEN_TTL_SECONDS` is unset.
+pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(900);
+
+/// Why a function could not start. `main` returns it before `lambda_runtime::run`, so Lambda
+/// reports an init error and the log's last line says which variable to fix.
+#[derive(thiserror::Error)]
+pub enum StartupError {
+    /// A variable is unset, or set to something unusable; the message names it.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("neither {first} nor {second} is set: {why}")]
+    NoneOf { first: &'static str, second: &'static str, why: &'static str },
+    #[error("cannot load the event catalog (from {dir} when set, else the embedded one): {0}", dir = vars::CATALOG_DIR)]
+    Catalog(#[from] CatalogError),
+    /// The reason never quotes the secret.
+    #[error("environment variable {name} is not a usable secret: {reason}")]
+    Secret { name: &'static str, reason: String },
+}
+
+/// `main` returning `Err` prints the error's `Debug`: make that the sentence naming the variable
+/// (`Error: environment variable NOTIFY_QUEUE_URL_PREFIX is not set`), not an enum dump.
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// A variable the function cannot run without.
+pub fn required(env: &Env, name: &'static str) -> Result<String, StartupError> {
+    Ok(env.required(name)?)
+}
+
+/// A duration in milliseconds, `default` when unset.
+pub fn millis(env: &Env, name: &'static str, default: Duration) -> Result<Duration, StartupError> {
+    Ok(Duration::from_millis(env.number(name, default.as_millis() as u64)?))
+}
+
+/// `NOTIFY_QUEUE_URL_PREFIX` + logical name for every queue of the topology.
+pub fn queue_directory(env: &Env) -> Result<QueueDirectory, StartupError> {
+    Ok(QueueDirectory::from_prefix(&env.required(vars::QUEUE_URL_PREFIX)?))
+}
+
+/// `NOTIFY_CATALOG_DIR` when set, else the catalog compiled into the binary.
+pub fn catalog(env: &Env) -> Result<Arc<Catalog>, StartupError> {
+    Ok(Arc::new(Catalog::from_env(env)?))
+}
+
+/// How soon the router, scheduler and dead-letter handler retry a record after a transient
+/// failure: `NOTIFY_RETRY_BASE_MS`, default 2000.
+pub fn retry_after(env: &Env) -> Result<Duration, StartupError> {
+    millis(env, vars::RETRY_BASE_MS, DEFAULT_RETRY_BASE)
+}
+
+/// The senders' backoff: `NOTIFY_RETRY_BASE_MS` (default 2000) doubling up to
+/// `NOTIFY_RETRY_MAX_MS` (default 300000).
+pub fn retry_policy(env: &Env) -> Result<RetryPolicy, StartupError> {
+    let base = millis(env, vars::RETRY_BASE_MS, DEFAULT_RETRY_BASE)?;
+    let max = millis(env, vars::RETRY_MAX_MS, DEFAULT_RETRY_MAX)?;
+    if base.is_zero() {
+        return Err(ConfigError::Invalid { name: vars::RETRY_BASE_MS, reason: "must be at least 1".into() }.into());
+    }
+    if max < base {
+        return Err(ConfigError::Invalid { name: vars::RETRY_MAX_MS, reason: format!("must not be less than {} ({})", vars::RETRY_BASE_MS, base.as_millis()) }.into());
+    }
+    Ok(RetryPolicy { base, max })
+}
+
+/// The DynamoDB tables, each named by its own variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Idempotency,
+    Events,
+    Notifications,
+    Users,
+    Connections,
+}
+
+impl Table {
+    pub const fn var(self) -> &'static str {
+        match self {
+            Table::Idempotency => vars::IDEMPOTENCY_TABLE,
+            Table::Events => vars::EVENTS_TABLE,
+            Table::Notifications => vars::NOTIFICATIONS_TABLE,
+            Table::Users => vars::USERS_TABLE,
+            Table::Connections => vars::CONNECTIONS_TABLE,
+        }
+    }
+}
+
+/// The physical names of the tables a function `uses`, each required.
+///
+/// The others are left as empty strings, on purpose: a function's role grants only its own
+/// tables and its environment names only those. DynamoDB rejects an empty table name
+/// (`ValidationException`), so a handler reaching a table its function was not wired for fails
+/// loudly on the first call instead of touching anything.
+pub fn table_names(env: &Env, uses: &[Table]) -> Result<TableNames, StartupError> {
+    let name = |table: Table| if uses.contains(&table) { env.required(table.var()) } else { Ok(String::new()) };
+    Ok(TableNames {
+        idempotency: name(Table::Idempotency)?,
+        events: name(Table::Events)?,
+        notifications: name(Table::Notifications)?,
+        users: name(Table::Users)?,
+        connections: name(Table::Connections)?,
+    })
+}
+
+/// The API's keys: hashes from `NOTIFY_API_KEY_HASHES` (as deployed) and plain keys from
+/// `NOTIFY_API_KEYS` (local use). At least one key is required: an API nobody can call is a
+/// deployment mistake, reported at cold start.
+pub fn api_keys(env: &Env) -> Result<ApiKeys, StartupError> {
+    let plain = env.optional(vars::API_KEYS).unwrap_or_default();
+    let hashes = env.optional(vars::API_KEY_HASHES).unwrap_or_default();
+    let keys = ApiKeys::from_config(&plain, &hashes).map_err(|reason| ConfigError::Invalid { name: vars::API_KEY_HASHES, reason })?;
+    if keys.is_empty() {
+        return Err(ConfigError::Missing(vars::API_KEY_HASHES).into());
+    }
+    Ok(keys)
+}
+
+/// WebSocket tokens signed with `NOTIFY_WS_TOKEN_SECRET` (at least 32 bytes), valid for
+/// `NOTIFY_WS_TOKEN_TTL_SECONDS` (default 900).
+pub fn ws_tokens(env: &Env) -> Result<WsTokens, StartupError> {
+    let secret = env.required(vars::WS_TOKEN_SECRET)?;
+    let ttl = env.number(vars::WS_TOKEN_TTL_SECONDS, DEFAULT_WS_TOKEN_TTL.as_secs())?;
+    if ttl == 0 {
+        return Err(ConfigError::Invalid { name: vars::WS_TOKEN_TTL_SECONDS, reason: "must be at least 1".into() }.into());
+    }
+    WsTokens::new(secret.as_bytes(), Duration::from_secs(ttl)).map_err(|reason| StartupError::Secret { name: vars::WS_TOKEN_SECRET, reason })
+}
+
+/// For `ws-disconnect`, which neither mints nor verifies tokens but shares [`WsDeps`] with
+/// `ws-connect`: a random key nothing else knows, so it needs no secret in its environment.
+pub fn unused_ws_tokens() -> WsTokens {
+    use rand::Rng;
+    let key: [u8; 32] = rand::rng().random();
+    // A 32-byte key is always accepted.
+    WsTokens::new(&key, DEFAULT_WS_TOKEN_TTL).expect("a 32-byte key")
+}
+
+/// The platform applications of `send-push`: `NOTIFY_PUSH_FCM_APPLICATION_ARN` and/or
+/// `NOTIFY_PUSH_APNS_APPLICATION_ARN`, at least one.
+pub fn push_application_arns(env: &Env) -> Result<(Option<String>, Option<String>), StartupError> {
+    let fcm = env.optional(vars::PUSH_FCM_APPLICATION_ARN);
+    let apns = env.optional(vars::PUSH_APNS_APPLICATION_ARN);
+    if fcm.is_none() && apns.is_none() {
+        return Err(StartupError::NoneOf {
+            first: vars::PUSH_FCM_APPLICATION_ARN,
+            second: vars::PUSH_APNS_APPLICATION_ARN,
+            why: "push needs at least one SNS platform application",
+        });
+    }
+    Ok((fcm, apns))
+}
+
+/// The WebSocket API's management endpoint, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
+pub fn ws_management_endpoint(env: &Env) -> Result<String, StartupError> {
+    let endpoint = env.required(vars::WS_MANAGEMENT_ENDPOINT)?;
+    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        return Err(ConfigError::Invalid { name: vars::WS_MANAGEMENT_ENDPOINT, reason: "must be an http(s) URL".into() }.into());
+    }
+    Ok(endpoint)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cold start: clients and adapters.
+
+/// The AWS clients, built once per cold start from the one `SdkConfig` (which honours
+/// `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`). Building a client makes no call, so a
+/// function that never uses one pays nothing for it.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sesv2: aws_sdk_sesv2::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sesv2: aws_sdk_sesv2::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+        }
+    }
+
+    /// Every queue port (send, visibility) over SQS.
+    pub fn queue(&self, directory: QueueDirectory) -> Arc<SqsQueue> {
+        Arc::new(SqsQueue::new(self.sqs.clone(), directory))
+    }
+
+    /// Every store port over DynamoDB.
+    pub fn store(&self, tables: TableNames) -> Arc<DynamoStore> {
+        Arc::new(DynamoStore::new(self.dynamodb.clone(), tables))
+    }
+}
+
+/// Posts to WebSocket connections through the stage's management endpoint.
+pub fn connection_poster(sdk: &SdkConfig, management_endpoint: &str) -> ApiGatewayConnectionPoster {
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk).endpoint_url(management_endpoint).build();
+    ApiGatewayConnectionPoster::new(aws_sdk_apigatewaymanagement::Client::from_conf(config))
+}
+
+// ---------------------------------------------------------------------------------------------
+// API Gateway WebSocket routes `$connect` and `$disconnect`.
+
+/// The connection the route is about.
+pub fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    request.request_context.connection_id.as_deref().filter(|id| !id.is_empty())
+}
+
+/// The `token` query string parameter of `$connect` (`wss://…/prod?token=…`).
+pub fn connect_token(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    request.query_string_parameters.first("token")
+}
+
+/// A bare answer to API Gateway. On `$connect` anything but 2xx refuses the upgrade and the
+/// client sees the status; on `$disconnect` API Gateway ignores it.
+pub fn proxy_response(status: u16, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    response.body = Some(Body::Text(body.to_owned()));
+    response
+}
+
+/// `$connect`: 200 with a valid token (the connection is recorded), 401 without one (the
+/// upgrade is refused), 500 when the store is down (the client may try again).
+pub async fn handle_ws_connect(deps: &WsDeps, request: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let Some(connection_id) = connection_id(request) else {
+        tracing::error!("$connect event without a connection id: is this function behind a WebSocket API?");
+        return proxy_response(400, "bad request");
+    };
+    match ws::connect(deps, connection_id, connect_token(request)).await {
+        Ok(_) => proxy_response(200, "connected"),
+        Err(ConnectError::Unauthorized(why)) => {
+            // Why (missing, expired, invalid), never the token itself.
+            tracing::info!(connection_id, reason = %why, "websocket refused");
+            proxy_response(401, "unauthorized")
+        }
+        Err(ConnectError::Store(e)) => {
+            tracing::error!(connection_id, error = %e, "could not record the connection");
+            proxy_response(500, "unavailable")
+        }
+    }
+}
+
+/// `$disconnect`: forgets the connection, 200. Should the store be down, the record still
+/// expires (TTL) and the push sender drops it on its first `GoneException`; the 500 is only
+/// for the logs and metrics, API Gateway ignores it.
+pub async fn handle_ws_disconnect(deps: &WsDeps, request: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let Some(connection_id) = connection_id(request) else {
+        tracing::error!("$disconnect event without a connection id: is this function behind a WebSocket API?");
+        return proxy_response(400, "bad request");
+    };
+    match ws::disconnect(deps, connection_id).await {
+        Ok(()) => proxy_response(200, "disconnected"),
+        Err(e) => {
+            tracing::error!(connection_id, error = %e, "could not forget the connection");
+            proxy_response(500, "unavailable")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::store::MemoryStore;
+    use crate::domain::UserId;
+    use crate::ports::{Clock, Connection, ConnectionStore, StoreError, SystemClock};
+    use jiff::Timestamp;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A `$connect` event as API Gateway sends it (trimmed to the fields that matter).
+    fn connect_event(query: &str) -> ApiGatewayWebsocketProxyRequest {
+        let json = format!(
+            r#"{{
+                "headers": {{"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "Sec-WebSocket-Version": "13"}},
+                "multiValueHeaders": {{"Host": ["abc123.execute-api.eu-west-1.amazonaws.com"]}},
+                {query}
+                "requestContext": {{
+                    "routeKey": "$connect",
+                    "eventType": "CONNECT",
+                    "extendedRequestId": "X1",
+                    "requestTime": "09/Feb/2025:10:00:00 +0000",
+                    "messageDirection": "IN",
+                    "stage": "prod",
+                    "connectedAt": 1739095200000,
+                    "requestTimeEpoch": 1739095200000,
+                    "identity": {{"sourceIp": "203.0.113.7"}},
+                    "requestId": "X1",
+                    "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                    "connectionId": "L0SM9cOFvHcCIhw=",
+                    "apiId": "abc123"
+                }},
+                "isBase64Encoded": false
+            }}"#
+        );
+        serde_json::from_str(&json).expect("a $connect event")
+    }
+
+    fn disconnect_event(connection_id: &str) -> ApiGatewayWebsocketProxyRequest {
+        let json = format!(
+            r#"{{
+                "headers": {{"Host": "abc123.execute-api.eu-west-1.amazonaws.com"}},
+                "multiValueHeaders": {{"Host": ["abc123.execute-api.eu-west-1.amazonaws.com"]}},
+                "requestContext": {{
+                    "routeKey": "$disconnect",
+                    "disconnectStatusCode": 1001,
+                    "eventType": "DISCONNECT",
+                    "stage": "prod",
+                    "connectedAt": 1739095200000,
+                    "requestTimeEpoch": 1739095260000,
+                    "identity": {{"sourceIp": "203.0.113.7"}},
+                    "requestId": "X2",
+                    "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                    "connectionId": "{connection_id}",
+                    "apiId": "abc123"
+                }},
+                "isBase64Encoded": false
+            }}"#
+        );
+        serde_json::from_str(&json).expect("a $disconnect event")
+    }
+
+    fn deps(connections: Arc<dyn ConnectionStore>) -> WsDeps {
+        WsDeps { connections, tokens: Arc::new(WsTokens::new(SECRET.as_bytes(), DEFAULT_WS_TOKEN_TTL).unwrap()), clock: Arc::new(SystemClock) }
+    }
+
+    fn token_for(deps: &WsDeps, user: &str) -> String {
+        deps.tokens.mint(&UserId::parse(user).unwrap(), SystemClock.now()).0
+    }
+
+    fn text(response: &ApiGatewayProxyResponse) -> &str {
+        match &response.body {
+            Some(Body::Text(t)) => t,
+            _ => "",
+        }
+    }
+
+    struct DownStore;
+
+    #[async_trait::async_trait]
+    impl ConnectionStore for DownStore {
+        async fn put_connection(&self, _: &Connection) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("ProvisionedThroughputExceededException: slow down".into()))
+        }
+        async fn delete_connection(&self, _: &str) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("ProvisionedThroughputExceededException: slow down".into()))
+        }
+        async fn connections_of(&self, _: &UserId, _: Timestamp) -> Result<Vec<Connection>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn connect_event_yields_connection_id_and_token() {
+        let event = connect_event(r#""queryStringParameters": {"token": "abc.def.ghi"}, "multiValueQueryStringParameters": {"token": ["abc.def.ghi"]},"#);
+        assert_eq!(connection_id(&event), Some("L0SM9cOFvHcCIhw="));
+        assert_eq!(connect_token(&event), Some("abc.def.ghi"));
+        assert_eq!(connect_token(&connect_event("")), None);
+        assert_eq!(connect_token(&connect_event(r#""queryStringParameters": null,"#)), None);
+        assert_eq!(connection_id(&ApiGatewayWebsocketProxyRequest::default()), None);
+    }
+
+    #[test]
+    fn responses_carry_status_and_text() {
+        let r = proxy_response(401, "unauthorized");
+        assert_eq!(r.status_code, 401);
+        assert_eq!(text(&r), "unauthorized");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["statusCode"], 401);
+        assert_eq!(json["body"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn connect_with_a_valid_token_records_the_connection() {
+        let store = Arc::new(MemoryStore::new());
+        let deps = deps(store.clone());
+        let token = token_for(&deps, "user-1");
+        let event = connect_event(&format!(r#""queryStringParameters": {{"token": "{token}"}},"#));
+        let response = handle_ws_connect(&deps, &event).await;
+        assert_eq!(response.status_code, 200);
+        let live = store.connections_of(&UserId::parse("user-1").unwrap(), SystemClock.now()).await.unwrap();
+        assert_eq!(live.iter().map(|c| c.connection_id.as_str()).collect::<Vec<_>>(), ["L0SM9cOFvHcCIhw="]);
+
+        let response = handle_ws_disconnect(&deps, &disconnect_event("L0SM9cOFvHcCIhw=")).await;
+        assert_eq!(response.status_code, 200);
+        assert!(store.connections_of(&UserId::parse("user-1").unwrap(), SystemClock.now()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn connect_without_a_good_token_is_refused_and_records_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        let deps = deps(store.clone());
+        let other = WsTokens::new(b"another-secret-of-at-least-32-bytes!", DEFAULT_WS_TOKEN_TTL).unwrap();
+        let forged = other.mint(&UserId::parse("user-1").unwrap(), SystemClock.now()).0;
+        for query in [String::new(), r#""queryStringParameters": {"token": "nonsense"},"#.to_owned(), format!(r#""queryStringParameters": {{"token": "{forged}"}},"#)] {
+            let response = handle_ws_connect(&deps, &connect_event(&query)).await;
+            assert_eq!(response.status_code, 401, "{query}");
+            assert_eq!(text(&response), "unauthorized");
+        }
+        assert!(store.connections_of(&UserId::parse("user-1").unwrap(), SystemClock.now()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn store_outage_answers_500_and_missing_connection_id_400() {
+        let deps = deps(Arc::new(DownStore));
+        let token = token_for(&deps, "user-1");
+        let event = connect_event(&format!(r#""queryStringParameters": {{"token": "{token}"}},"#));
+        assert_eq!(handle_ws_connect(&deps, &event).await.status_code, 500);
+        assert_eq!(handle_ws_disconnect(&deps, &disconnect_event("gone=")).await.status_code, 500);
+        assert_eq!(handle_ws_connect(&deps, &ApiGatewayWebsocketProxyRequest::default()).await.status_code, 400);
+        assert_eq!(handle_ws_disconnect(&deps, &ApiGatewayWebsocketProxyRequest::default()).await.status_code, 400);
+    }
+
+    #[test]
+    fn tables_are_required_only_when_used() {
+        let env = Env::from_pairs([(vars::NOTIFICATIONS_TABLE, "notify-notifications"), (vars::USERS_TABLE, "notify-users")]);
+        let tables = table_names(&env, &[Table::Users, Table::Notifications]).unwrap();
+        assert_eq!((tables.users.as_str(), tables.notifications.as_str()), ("notify-users", "notify-notifications"));
+        assert_eq!((tables.idempotency.as_str(), tables.events.as_str(), tables.connections.as_str()), ("", "", ""));
+        let e = table_names(&env, &[Table::Notifications, Table::Events]).unwrap_err();
+        assert_eq!(e.to_string(), "environment variable NOTIFY_EVENTS_TABLE is not set");
+    }
+
+    #[test]
+    fn startup_errors_name_the_variable_in_debug_too() {
+        let e = queue_directory(&Env::default()).unwrap_err();
+        assert_eq!(format!("{e:?}"), "environment variable NOTIFY_QUEUE_URL_PREFIX is not set");
+        // As `main` sees it after `?`.
+        let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+        assert_eq!(format!("{boxed:?}"), "environment variable NOTIFY_QUEUE_URL_PREFIX is not set");
+        let e = required(&Env::from_pairs([(vars::EMAIL_FROM, "  ")]), vars::EMAIL_FROM).unwrap_err();
+        assert_eq!(e.to_string(), "environment variable NOTIFY_EMAIL_FROM is not set");
+    }
+
+    #[test]
+    fn api_keys_need_at_least_one_key() {
+        let e = api_keys(&Env::default()).unwrap_err();
+        assert_eq!(e.to_string(), "environment variable NOTIFY_API_KEY_HASHES is not set");
+        let e = api_keys(&Env::from_pairs([(vars::API_KEY_HASHES, "zz")])).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable NOTIFY_API_KEY_HASHES is invalid"), "{e}");
+        let hash = crate::auth::api_keys::hash_key_hex("k1");
+        let keys = api_keys(&Env::from_pairs([(vars::API_KEY_HASHES, hash.as_str())])).unwrap();
+        assert!(keys.authorize(Some("Bearer k1")));
+        assert!(api_keys(&Env::from_pairs([(vars::API_KEYS, "local")])).unwrap().authorize(Some("Bearer local")));
+    }
+
+    #[test]
+    fn ws_secret_is_checked_and_never_quoted() {
+        assert_eq!(ws_tokens(&Env::default()).unwrap_err().to_string(), "environment variable NOTIFY_WS_TOKEN_SECRET is not set");
+        let e = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, "short-secret")])).unwrap_err().to_string();
+        assert!(e.starts_with("environment variable NOTIFY_WS_TOKEN_SECRET is not a usable secret"), "{e}");
+        assert!(!e.contains("short-secret"));
+        let ok = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, SECRET)])).unwrap();
+        assert_eq!(ok.ttl(), Duration::from_secs(900));
+        let e = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, SECRET), (vars::WS_TOKEN_TTL_SECONDS, "0")])).unwrap_err();
+        assert!(e.to_string().contains("NOTIFY_WS_TOKEN_TTL_SECONDS"));
+        assert_eq!(unused_ws_tokens().ttl(), DEFAULT_WS_TOKEN_TTL);
+    }
+
+    #[test]
+    fn retry_settings_default_and_validate() {
+        let p = retry_policy(&Env::default()).unwrap();
+        assert_eq!((p.base, p.max), (DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX));
+        assert_eq!(retry_after(&Env::from_pairs([(vars::RETRY_BASE_MS, "500")])).unwrap(), Duration::from_millis(500));
+        let e = retry_policy(&Env::from_pairs([(vars::RETRY_BASE_MS, "5000"), (vars::RETRY_MAX_MS, "100")])).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable NOTIFY_RETRY_MAX_MS is invalid"), "{e}");
+        let e = retry_after(&Env::from_pairs([(vars::RETRY_BASE_MS, "2s")])).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable NOTIFY_RETRY_BASE_MS is invalid"), "{e}");
+    }
+
+    #[test]
+    fn push_needs_one_platform_and_ws_push_an_endpoint() {
+        let e = push_application_arns(&Env::default()).unwrap_err().to_string();
+        assert!(e.contains("NOTIFY_PUSH_FCM_APPLICATION_ARN") && e.contains("NOTIFY_PUSH_APNS_APPLICATION_ARN"), "{e}");
+        let arn = "arn:aws:sns:eu-west-1:123456789012:app/GCM/notify";
+        assert_eq!(push_application_arns(&Env::from_pairs([(vars::PUSH_FCM_APPLICATION_ARN, arn)])).unwrap(), (Some(arn.to_owned()), None));
+        assert_eq!(ws_management_endpoint(&Env::default()).unwrap_err().to_string(), "environment variable NOTIFY_WS_MANAGEMENT_ENDPOINT is not set");
+        assert!(ws_management_endpoint(&Env::from_pairs([(vars::WS_MANAGEMENT_ENDPOINT, "abc123.execute-api")])).is_err());
+        let url = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod";
+        assert_eq!(ws_management_endpoint(&Env::from_pairs([(vars::WS_MANAGEMENT_ENDPOINT, url)])).unwrap(), url);
+    }
+
+    #[test]
+    fn a_bad_catalog_dir_is_named() {
+        let e = catalog(&Env::from_pairs([(vars::CATALOG_DIR, "/nonexistent/catalog")])).unwrap_err().to_string();
+        assert!(e.starts_with("cannot load the event catalog (from NOTIFY_CATALOG_DIR"), "{e}");
+        assert!(catalog(&Env::default()).is_ok());
+    }
+}
