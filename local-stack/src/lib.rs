@@ -2,12 +2,14 @@
 //! API and a WebSocket endpoint, and drives the very same handlers the Lambda functions run
 //! through in-process adapters that keep the semantics of SQS (FIFO groups, visibility, receive
 //! counts, redrive, delay) and DynamoDB (conditional writes). Providers write to a local outbox.
+//! `GET /metrics` shows what the handlers count, in Prometheus text format.
 
 pub mod config;
 pub mod dev;
 pub mod event_source;
 pub mod faults;
 pub mod management;
+pub mod metrics;
 pub mod provision;
 pub mod websocket;
 pub mod wiring;

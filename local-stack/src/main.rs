@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  try:  curl -s -X POST {url}/v1/events -H \"Authorization: Bearer $KEY\" -d @events/api/order.completed.json");
     println!("  outbox: {url}/v1/dev/outbox   websocket: ws://{}/v1/ws?token=…", stack.addr);
+    println!("  metrics (Prometheus text): {url}/metrics");
     println!("  Ctrl-C stops it.");
     println!();
     tokio::signal::ctrl_c().await?;

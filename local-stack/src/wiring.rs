@@ -199,6 +199,8 @@ where
 }
 
 pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
+    // First, so that everything the handlers record from here on is counted.
+    let metrics = crate::metrics::recorder();
     let catalog = Arc::new(Catalog::load(&config.catalog_dir).with_context(|| "loading the event catalog")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = Outbox::new(config.outbox_dir.clone());
@@ -291,7 +293,10 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     mappings.push(Mapping { queue: DEFERRED_QUEUE.to_owned(), handler, concurrency: 1 });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let tasks: Vec<JoinHandle<()>> = mappings.into_iter().flat_map(|m| event_source::spawn(m, a.receiver.clone(), shutdown_rx.clone())).collect();
+    let mut tasks: Vec<JoinHandle<()>> = mappings.into_iter().flat_map(|m| event_source::spawn(m, a.receiver.clone(), shutdown_rx.clone())).collect();
+    if let Some(handle) = &metrics {
+        tasks.push(crate::metrics::spawn_upkeep(handle.clone(), shutdown_rx.clone()));
+    }
 
     let app: Router = Router::new()
         .merge(shared::http::ingest_routes(ingest, api_keys.clone()))
@@ -299,6 +304,7 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         .merge(crate::dev::routes(outbox.clone()).layer(axum::middleware::from_fn_with_state(api_keys.clone(), shared::http::require_api_key)))
         .merge(websocket::routes(WsState { deps: ws, poster: connections.clone() }))
         .merge(crate::management::routes(connections.clone()))
+        .merge(crate::metrics::routes(metrics))
         .merge(shared::http::common_routes());
     let mut server_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {

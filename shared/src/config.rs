@@ -36,6 +36,8 @@ pub mod vars {
     pub const WS_MANAGEMENT_ENDPOINT: &str = "NOTIFY_WS_MANAGEMENT_ENDPOINT";
     pub const RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
     pub const RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+    /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
+    pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
 }
 
 /// A snapshot of the environment (or a map in tests).

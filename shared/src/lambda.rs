@@ -2,10 +2,12 @@
 //! configuration at cold start, building the AWS clients and adapters once, and translating
 //! API Gateway WebSocket events to and from the `ws` handlers.
 //!
-//! A `main.rs` reads everything it needs from the environment first (so a missing variable
-//! fails the cold start with its name before the runtime, or any AWS call, is reached), then
-//! loads the `SdkConfig`, builds its adapters and handler dependencies, and lends references to
-//! them into `service_fn`. SQS functions hand each batch to
+//! A `main.rs` installs logs and metrics ([`telemetry::init_lambda`](crate::telemetry::init_lambda)),
+//! reads everything it needs from the environment (so a missing variable fails the cold start
+//! with its name before the runtime, or any AWS call, is reached), then loads the `SdkConfig`,
+//! builds its adapters and handler dependencies, and lends references to them into the handler
+//! it gives the telemetry's `run` (or `run_http`), which flushes the invocation's metrics once
+//! the handler has answered. SQS functions hand each batch to
 //! [`process_batch`](crate::handlers::sqs_batch::process_batch), which parses every record
 //! itself and answers with the `SqsBatchResponse` of the records to retry.
 
@@ -49,6 +51,9 @@ pub enum StartupError {
     /// The reason never quotes the secret.
     #[error("environment variable {name} is not a usable secret: {reason}")]
     Secret { name: &'static str, reason: String },
+    /// Another metrics recorder was installed first.
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
 }
 
 /// `main` returning `Err` prints the error's `Debug`: make that the sentence naming the variable
@@ -97,6 +102,27 @@ pub fn retry_policy(env: &Env) -> Result<RetryPolicy, StartupError> {
         return Err(ConfigError::Invalid { name: vars::RETRY_MAX_MS, reason: format!("must not be less than {} ({})", vars::RETRY_BASE_MS, base.as_millis()) }.into());
     }
     Ok(RetryPolicy { base, max })
+}
+
+/// The CloudWatch namespace of the function's metrics: `NOTIFY_METRICS_NAMESPACE`, default
+/// `Notify`. CloudWatch's rules are checked here, so a typo fails the cold start instead of
+/// every metric silently going nowhere: at most 255 of `0-9A-Za-z . - _ / # :` and space, not
+/// beginning with `AWS/`.
+pub fn metrics_namespace(env: &Env) -> Result<String, StartupError> {
+    let Some(namespace) = env.optional(vars::METRICS_NAMESPACE) else {
+        return Ok(crate::metrics::DEFAULT_NAMESPACE.to_owned());
+    };
+    let invalid = |reason: &str| StartupError::from(ConfigError::Invalid { name: vars::METRICS_NAMESPACE, reason: reason.to_owned() });
+    if namespace.len() > 255 {
+        return Err(invalid("a CloudWatch namespace is at most 255 characters"));
+    }
+    if !namespace.chars().all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c)) {
+        return Err(invalid("a CloudWatch namespace holds only 0-9A-Za-z, `.`, `-`, `_`, `/`, `#`, `:` and spaces"));
+    }
+    if namespace.starts_with("AWS/") {
+        return Err(invalid("namespaces beginning with AWS/ are reserved for AWS services"));
+    }
+    Ok(namespace)
 }
 
 /// The DynamoDB tables, each named by its own variable.
@@ -377,14 +403,17 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ConnectionStore for DownStore {
-        async fn put_connection(&self, _: &Connection) -> Result<(), StoreError> {
+        async fn put_connection(&self, _: &Connection) -> Result<Option<i64>, StoreError> {
             Err(StoreError::Unavailable("ProvisionedThroughputExceededException: slow down".into()))
         }
-        async fn delete_connection(&self, _: &str) -> Result<(), StoreError> {
+        async fn delete_connection(&self, _: &str) -> Result<Option<i64>, StoreError> {
             Err(StoreError::Unavailable("ProvisionedThroughputExceededException: slow down".into()))
         }
         async fn connections_of(&self, _: &UserId, _: Timestamp) -> Result<Vec<Connection>, StoreError> {
             Ok(Vec::new())
+        }
+        async fn active_connections(&self) -> Result<i64, StoreError> {
+            Err(StoreError::Unavailable("ProvisionedThroughputExceededException: slow down".into()))
         }
     }
 
@@ -516,6 +545,16 @@ mod tests {
         assert!(ws_management_endpoint(&Env::from_pairs([(vars::WS_MANAGEMENT_ENDPOINT, "abc123.execute-api")])).is_err());
         let url = "https://abc123.execute-api.eu-west-1.amazonaws.com/prod";
         assert_eq!(ws_management_endpoint(&Env::from_pairs([(vars::WS_MANAGEMENT_ENDPOINT, url)])).unwrap(), url);
+    }
+
+    #[test]
+    fn metrics_namespace_defaults_and_is_checked() {
+        assert_eq!(metrics_namespace(&Env::default()).unwrap(), "Notify");
+        assert_eq!(metrics_namespace(&Env::from_pairs([(vars::METRICS_NAMESPACE, " Notify/prod ")])).unwrap(), "Notify/prod");
+        for bad in ["AWS/Lambda", "notify\u{e9}", "a|b", &"n".repeat(256)] {
+            let e = metrics_namespace(&Env::from_pairs([(vars::METRICS_NAMESPACE, bad)])).unwrap_err().to_string();
+            assert!(e.starts_with("environment variable NOTIFY_METRICS_NAMESPACE is invalid"), "{bad}: {e}");
+        }
     }
 
     #[test]

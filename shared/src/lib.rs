@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod http;
 pub mod jobs;
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod routing;
 pub mod telemetry;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let keys = Arc::new(lambda::api_keys(&env)?);
@@ -31,5 +31,5 @@ async fn main() -> Result<(), Error> {
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.
     let app = shared::http::api_routes(deps, keys).merge(shared::http::common_routes());
-    lambda_http::run(app).await
+    telemetry.run_http(app).await
 }

@@ -3,7 +3,7 @@
 //! one that never reached the provider (held behind a failing message of its group) is sent again.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::handlers::dead_letter::{DeadLetterDeps, handle_dead_letter_record};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
@@ -35,8 +35,8 @@ async fn main() -> Result<(), Error> {
     };
 
     let (deps, queue) = (&deps, queue.as_ref());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_dead_letter_record(deps, record)).await)
-    }))
+    })
     .await
 }

@@ -3,7 +3,7 @@
 //! the send jobs (or parks them on `deferred` until their time).
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::handlers::router::{RouterDeps, handle_route_record};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
@@ -28,8 +28,8 @@ async fn main() -> Result<(), Error> {
     let deps = RouterDeps { catalog, profiles: store.clone(), notifications: store, queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
 
     let (deps, queue) = (&deps, queue.as_ref());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_route_record(deps, record)).await)
-    }))
+    })
     .await
 }

@@ -2,7 +2,7 @@
 //! hours) hops on it 15 minutes at a time, then is released to its channel's queue when due.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::handlers::deferred::{DeferredDeps, handle_deferred_record};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
@@ -25,8 +25,8 @@ async fn main() -> Result<(), Error> {
     let deps = DeferredDeps { notifications: aws.store(tables), queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
 
     let (deps, queue) = (&deps, queue.as_ref());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_deferred_record(deps, record)).await)
-    }))
+    })
     .await
 }

@@ -2,7 +2,7 @@
 //! Amazon SES v2; a permanent failure tries the event type's fallback channel.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::{SesEmailSender, sdk_config};
 use shared::config::{Env, vars};
 use shared::handlers::fallback::FallbackDeps;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let from = lambda::required(&env, vars::EMAIL_FROM)?;
@@ -37,8 +37,8 @@ async fn main() -> Result<(), Error> {
     };
 
     let (deps, queue) = (&deps, queue.as_ref());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_send_record(deps, record)).await)
-    }))
+    })
     .await
 }

@@ -1,7 +1,7 @@
 //! `ws-disconnect`: the WebSocket API's `$disconnect` route. Forgets the connection.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::handlers::ws::WsDeps;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let tables = lambda::table_names(&env, &[Table::Connections])?;
@@ -21,8 +21,8 @@ async fn main() -> Result<(), Error> {
     let deps = WsDeps { connections: aws.store(tables), tokens: Arc::new(lambda::unused_ws_tokens()), clock: Arc::new(SystemClock) };
 
     let deps = &deps;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+    telemetry.run(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, Error>(lambda::handle_ws_disconnect(deps, &event.payload).await)
-    }))
+    })
     .await
 }

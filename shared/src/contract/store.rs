@@ -84,6 +84,9 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     connections_of_filters_by_user_and_expiry(fixture).await;
     connections_put_overwrites(fixture).await;
     connections_delete_is_idempotent(fixture).await;
+    connections_active_count_follows_new_and_forgotten(fixture).await;
+    connections_racing_disconnects_count_once(fixture).await;
+    connections_racing_connects_count_each(fixture).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,4 +871,81 @@ pub async fn connections_delete_is_idempotent(fixture: &dyn StoreFixture) {
     s.connections.delete_connection("conn-gone").await.expect("deleting twice is not an error");
     s.connections.delete_connection("conn-never").await.expect("deleting an unknown connection is not an error");
     assert_eq!(connections_of(&s, "u-1", 20).await, vec![keep]);
+}
+
+async fn active(s: &StoreHandles) -> i64 {
+    s.connections.active_connections().await.expect("active_connections")
+}
+
+pub async fn connections_active_count_follows_new_and_forgotten(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(active(&s).await, 0, "an empty store counts none");
+    let put = |c: Connection| {
+        let s = s.clone();
+        async move { s.connections.put_connection(&c).await.expect("put_connection") }
+    };
+    let delete = |id: &'static str| {
+        let s = s.clone();
+        async move { s.connections.delete_connection(id).await.expect("delete_connection") }
+    };
+    assert_eq!(put(connection("conn-a", "u-1", 0, 7200)).await, Some(1), "a new connection counts");
+    assert_eq!(put(connection("conn-b", "u-2", 10, 7210)).await, Some(2));
+    assert_eq!(put(connection("conn-a", "u-1", 20, 7220)).await, None, "a connection put again is not counted twice");
+    assert_eq!(active(&s).await, 2);
+    assert_eq!(delete("conn-a").await, Some(1), "forgetting a connection uncounts it");
+    assert_eq!(delete("conn-a").await, None, "a second disconnect changes nothing");
+    assert_eq!(delete("conn-never").await, None, "nor does forgetting an unknown connection");
+    assert_eq!(active(&s).await, 1);
+    // The count is not a connection of anybody's.
+    assert_eq!(connections_of(&s, "u-2", 20).await, vec![connection("conn-b", "u-2", 10, 7210)]);
+    assert_eq!(connections_of(&s, "u-1", 20).await, vec![]);
+    assert_eq!(delete("conn-b").await, Some(0));
+    assert_eq!(active(&s).await, 0);
+    assert_eq!(put(connection("conn-a", "u-1", 30, 7230)).await, Some(1), "a connection id may come back");
+    assert_eq!(active(&s).await, 1);
+}
+
+pub async fn connections_racing_disconnects_count_once(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    s.connections.put_connection(&connection("conn-keep", "u-1", 0, 7200)).await.expect("put_connection");
+    s.connections.put_connection(&connection("conn-gone", "u-1", 10, 7210)).await.expect("put_connection");
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let store = s.connections.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.delete_connection("conn-gone").await.expect("delete_connection")
+        }));
+    }
+    let mut counted = Vec::new();
+    for task in tasks {
+        counted.extend(task.await.expect("disconnecting task"));
+    }
+    assert_eq!(counted, vec![1], "exactly one of {RACERS} racing disconnects forgets the connection");
+    assert_eq!(active(&s).await, 1);
+    assert_eq!(connections_of(&s, "u-1", 20).await, vec![connection("conn-keep", "u-1", 0, 7200)]);
+}
+
+pub async fn connections_racing_connects_count_each(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = s.connections.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.put_connection(&connection(&format!("conn-{i}"), "u-1", i as i64, 7200)).await.expect("put_connection")
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.expect("connecting task").expect("each connection is new"));
+    }
+    counts.sort();
+    assert_eq!(counts, (1..=RACERS as i64).collect::<Vec<_>>(), "each racing connect sees its own count");
+    assert_eq!(active(&s).await, RACERS as i64);
+    assert_eq!(connections_of(&s, "u-1", 0).await.len(), RACERS);
 }

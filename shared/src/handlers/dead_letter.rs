@@ -10,6 +10,7 @@ use super::sqs_batch::{Record, RecordOutcome};
 use crate::domain::notification::reason;
 use crate::domain::{Guard, Status, Transition};
 use crate::jobs::{SendJob, decode};
+use crate::metrics;
 use crate::ports::{Clock, NotificationStore, OutgoingMessage, QueueSender, TransitionOutcome};
 
 pub struct DeadLetterDeps {
@@ -21,6 +22,18 @@ pub struct DeadLetterDeps {
 }
 
 pub async fn handle_dead_letter_record(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
+    let queue = record.queue;
+    let outcome = handle(deps, record).await;
+    // Counted once the handler is done with it: a record it asks to retry comes back and is
+    // counted then. (Receive counts are no help: whether a move to the dead-letter queue resets
+    // them differs between SQS, emulators and the in-process queue.)
+    if outcome == RecordOutcome::Done {
+        metrics::dead_letter_arrival(queue);
+    }
+    outcome
+}
+
+async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
     let job: SendJob = match decode(record.body, "send job") {
         Ok(job) => job,
         Err(e) => {
@@ -62,6 +75,7 @@ pub async fn handle_dead_letter_record(deps: &DeadLetterDeps, record: Record<'_>
     let guard = Guard::StatusIn(vec![Status::Pending, Status::Sending, Status::Scheduled]);
     match deps.notifications.transition(&job.notification_id, &guard, &change).await {
         Ok(TransitionOutcome::Applied(n)) => {
+            metrics::notification_failed(n.channel, n.priority.lane());
             tracing::warn!(notification_id = %n.notification_id, channel = n.channel.as_str(), attempts = n.attempts, "failed after retries");
             if let Err(e) = request_fallback(&deps.fallback, &n).await {
                 tracing::warn!(error = %e, "fallback could not be requested");

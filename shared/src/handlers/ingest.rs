@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::domain::ids::message_group_for;
 use crate::domain::{Event, FieldError};
 use crate::jobs::{RouteJob, encode};
+use crate::metrics::{self, RejectReason};
 use crate::ports::queue::MAX_MESSAGE_BYTES;
 use crate::ports::{Claim, Clock, EventRecord, EventStore, IdempotencyState, IdempotencyStore, OutgoingMessage, QueueSender, StoredResponse};
 use crate::topology::events_queue;
@@ -59,14 +60,36 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("request body is not JSON: {0}")]
     Malformed(String),
+    /// The envelope is invalid (`event_id`, `user_id`, `priority` …).
     #[error("the event is invalid")]
     Invalid(Vec<FieldError>),
+    #[error("the event type is not in the catalog")]
+    UnknownEventType(Vec<FieldError>),
+    /// The payload fails its event type's JSON Schema.
+    #[error("the payload does not match its event type's schema")]
+    SchemaViolation(Vec<FieldError>),
     #[error("event_id was already used for a different event")]
     Conflict,
     #[error("a request with this event_id is still being processed")]
     InProgress,
     #[error("service unavailable")]
     Unavailable,
+}
+
+impl IngestError {
+    /// The `Reason` this answer counts under in `EventsRejected`.
+    pub fn reject_reason(&self) -> RejectReason {
+        match self {
+            IngestError::TooLarge { .. } => RejectReason::PayloadTooLarge,
+            IngestError::Malformed(_) => RejectReason::MalformedJson,
+            IngestError::Invalid(_) => RejectReason::InvalidEvent,
+            IngestError::UnknownEventType(_) => RejectReason::UnknownEventType,
+            IngestError::SchemaViolation(_) => RejectReason::SchemaViolation,
+            IngestError::Conflict => RejectReason::IdempotencyConflict,
+            IngestError::InProgress => RejectReason::InProgress,
+            IngestError::Unavailable => RejectReason::Unavailable,
+        }
+    }
 }
 
 fn payload_hash(body: &Value) -> String {
@@ -89,9 +112,9 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
     let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     let event = Event::parse(&value).map_err(IngestError::Invalid)?;
     let Some(event_type) = deps.catalog.event_type(&event.event_type) else {
-        return Err(IngestError::Invalid(vec![FieldError::new("/event_type", format!("unknown event type {:?}", event.event_type))]));
+        return Err(IngestError::UnknownEventType(vec![FieldError::new("/event_type", format!("unknown event type {:?}", event.event_type))]));
     };
-    event_type.check_payload(&event.payload).map_err(IngestError::Invalid)?;
+    event_type.check_payload(&event.payload).map_err(IngestError::SchemaViolation)?;
 
     let key = event.event_id.as_str().to_owned();
     let hash = payload_hash(&value);
@@ -151,6 +174,7 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
         // deterministic notification ids keep a second routing from sending anything twice.
         tracing::warn!(error = %e, event_id = %key, "could not store the idempotent response");
     }
+    metrics::event_accepted(lane);
     tracing::info!(event_id = %key, event_type = %event.event_type, priority = priority.as_str(), "event accepted");
     Ok(Accepted { status: 202, body, location, replayed: false })
 }

@@ -14,6 +14,7 @@ use crate::domain::notification::reason;
 use crate::domain::schedule::deliver_after;
 use crate::domain::{Channel, Notification, NotificationId, Preferences, Status};
 use crate::jobs::{DeferredJob, RouteJob, SendJob, decode, encode};
+use crate::metrics;
 use crate::ports::queue::{MAX_DELAY, MAX_MESSAGE_BYTES};
 use crate::ports::{Clock, NotificationStore, OutgoingMessage, ProfileStore, QueueSender};
 use crate::routing::{Decision, decide, requested_channels, wanted_locales};
@@ -159,6 +160,13 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
 
         let created = deps.notifications.create(&notification).await.map_err(transient)?;
         let current = if created {
+            // Counted once, when created: a redelivered route job finds it and counts nothing.
+            let lane = job.priority.lane();
+            match notification.status {
+                Status::Skipped => metrics::notification_skipped(channel, lane),
+                Status::Failed => metrics::notification_failed(channel, lane),
+                _ => metrics::notification_routed(channel, lane),
+            }
             notification
         } else {
             // Routed before (a redelivered job): queue again only what has not run yet; the

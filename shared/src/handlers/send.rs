@@ -10,6 +10,7 @@ use super::sqs_batch::{Record, RecordOutcome, RetryPolicy};
 use crate::domain::notification::reason;
 use crate::domain::{Guard, Status, Transition};
 use crate::jobs::{SendJob, decode};
+use crate::metrics;
 use crate::ports::{ChannelSender, Clock, Delivery, NotificationStore, SendError, TransitionOutcome};
 
 pub struct SendDeps {
@@ -69,7 +70,9 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob) -> RecordOutcome {
     };
     let started = std::time::Instant::now();
     let result = deps.sender.send(delivery).await;
-    let provider_ms = started.elapsed().as_millis() as u64;
+    let provider_time = started.elapsed();
+    metrics::provider_latency(job.channel, provider_time);
+    let provider_ms = provider_time.as_millis() as u64;
     let done = deps.clock.now();
     let sending = Guard::StatusIn(vec![Status::Sending]);
     let (change, outcome) = match &result {
@@ -87,13 +90,27 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob) -> RecordOutcome {
             RecordOutcome::Retry(deps.retry.backoff(claimed.attempts)),
         ),
     };
-    let latency_ms = done.duration_since(job.accepted_at).as_millis();
+    // From ingest's acceptance; another function's clock may run a little ahead of this one's.
+    let latency = Duration::try_from(done.duration_since(job.accepted_at)).unwrap_or_default();
+    let latency_ms = latency.as_millis();
     match &result {
         Ok(_) => tracing::info!(notification_id = %job.notification_id, channel = job.channel.as_str(), provider_ms, latency_ms, "sent"),
         Err(e) => tracing::warn!(notification_id = %job.notification_id, channel = job.channel.as_str(), attempt = claimed.attempts, error = %e, "not sent"),
     }
     match deps.notifications.transition(&job.notification_id, &sending, &change).await {
         Ok(TransitionOutcome::Applied(n)) => {
+            // Counted when the outcome is recorded, so each notification counts once in its
+            // final status however often its job was delivered.
+            let (channel, lane) = (job.channel, job.priority.lane());
+            match n.status {
+                Status::Sent => {
+                    metrics::notification_sent(channel, lane);
+                    metrics::ingest_to_sent_latency(channel, lane, latency);
+                }
+                Status::Failed => metrics::notification_failed(channel, lane),
+                Status::Skipped => metrics::notification_skipped(channel, lane),
+                _ => {} // transient: back to pending, counted as a retry by the batch
+            }
             if n.status == Status::Failed
                 && let Err(e) = request_fallback(&deps.fallback, &n).await {
                     tracing::warn!(error = %e, "fallback could not be requested");

@@ -64,6 +64,7 @@ where
             _ => handle(record.clone()).instrument(span.clone()).await,
         };
         if let RecordOutcome::Retry(after) = outcome {
+            crate::metrics::retry(record.queue);
             if let Some(group) = record.group_id {
                 blocked_groups.insert(group);
                 group_backoff.entry(group).or_insert(after);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::auth::{WsTokenError, WsTokens};
 use crate::domain::UserId;
 use crate::domain::notification::reason;
+use crate::metrics;
 use crate::ports::{ChannelSender, Clock, Connection, ConnectionPoster, ConnectionStore, Delivery, PostError, SendError, StoreError};
 
 /// API Gateway closes a WebSocket connection after two hours.
@@ -39,13 +40,17 @@ pub async fn connect(deps: &WsDeps, connection_id: &str, token: Option<&str>) ->
         connected_at: now,
         expires_at: now.checked_add(MAX_CONNECTION_AGE).unwrap_or(now),
     };
-    deps.connections.put_connection(&connection).await?;
+    if let Some(active) = deps.connections.put_connection(&connection).await? {
+        metrics::active_websocket_connections(active);
+    }
     tracing::info!(connection_id, "websocket connected");
     Ok(user)
 }
 
 pub async fn disconnect(deps: &WsDeps, connection_id: &str) -> Result<(), StoreError> {
-    deps.connections.delete_connection(connection_id).await?;
+    if let Some(active) = deps.connections.delete_connection(connection_id).await? {
+        metrics::active_websocket_connections(active);
+    }
     tracing::info!(connection_id, "websocket disconnected");
     Ok(())
 }
@@ -90,8 +95,10 @@ impl ChannelSender for WebSocketFanout {
                 Ok(()) => delivered += 1,
                 Err(PostError::Gone) => {
                     // Closed without a $disconnect reaching us: forget it, it counts as handled.
-                    if let Err(e) = self.connections.delete_connection(&c.connection_id).await {
-                        tracing::warn!(error = %e, "could not forget a gone connection");
+                    match self.connections.delete_connection(&c.connection_id).await {
+                        Ok(Some(active)) => metrics::active_websocket_connections(active),
+                        Ok(None) => {} // its $disconnect got there first
+                        Err(e) => tracing::warn!(error = %e, "could not forget a gone connection"),
                     }
                 }
                 Err(PostError::Failed(e)) => last_error = Some(e),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::auth::ApiKeys;
 use crate::handlers::ingest::{IngestDeps, IngestError, submit_event};
 use crate::handlers::queries::{self, QueryDeps, QueryError};
+use crate::metrics::{self, RejectReason};
 pub use problem::Problem;
 
 /// Bodies the API reads at all; `POST /v1/events` has its own, smaller limit and says so in a problem.
@@ -35,10 +36,22 @@ fn body_or_problem(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<
     })
 }
 
+fn authorized(keys: &ApiKeys, request: &Request) -> bool {
+    keys.authorize(request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
 /// Requires `Authorization: Bearer <key>` with a configured key.
 pub async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if !keys.authorize(header) {
+    if !authorized(&keys, &request) {
+        return Problem::unauthorized().into_response();
+    }
+    next.run(request).await
+}
+
+/// [`require_api_key`] for `POST /v1/events`, where a refusal is a rejected event.
+async fn require_api_key_for_events(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
+    if !authorized(&keys, &request) {
+        metrics::event_rejected(RejectReason::Unauthorized);
         return Problem::unauthorized().into_response();
     }
     next.run(request).await
@@ -52,14 +65,20 @@ pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
         .route("/v1/events", post(post_event))
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps)
-        .layer(middleware::from_fn_with_state(keys, require_api_key))
+        .layer(middleware::from_fn_with_state(keys, require_api_key_for_events))
 }
 
+/// Every answer of `POST /v1/events` but a 2xx is a problem, counted in `EventsRejected` by its
+/// reason (the 401 of a missing key is counted by the auth layer before this).
 async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, BytesRejection>) -> Response {
     let limit = deps.settings.max_body_bytes;
     let body = match body_or_problem(body, limit) {
         Ok(b) => b,
-        Err(p) => return p.into_response(),
+        Err(p) => {
+            let reason = if p.status == StatusCode::PAYLOAD_TOO_LARGE.as_u16() { RejectReason::PayloadTooLarge } else { RejectReason::MalformedJson };
+            metrics::event_rejected(reason);
+            return p.into_response();
+        }
     };
     match submit_event(&deps, &body).await {
         Ok(accepted) => {
@@ -74,7 +93,10 @@ async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, Byt
             }
             response
         }
-        Err(e) => ingest_problem(e).into_response(),
+        Err(e) => {
+            metrics::event_rejected(e.reject_reason());
+            ingest_problem(e).into_response()
+        }
     }
 }
 
@@ -82,7 +104,7 @@ fn ingest_problem(e: IngestError) -> Problem {
     match e {
         IngestError::TooLarge { limit } => Problem::too_large(limit),
         IngestError::Malformed(detail) => Problem::malformed(detail),
-        IngestError::Invalid(errors) => Problem::invalid(errors),
+        IngestError::Invalid(errors) | IngestError::UnknownEventType(errors) | IngestError::SchemaViolation(errors) => Problem::invalid(errors),
         IngestError::Conflict => Problem::new(
             StatusCode::CONFLICT,
             "idempotency-conflict",

@@ -146,12 +146,23 @@ pub struct Connection {
     pub expires_at: Timestamp,
 }
 
+/// The store also counts live connections, for the `ActiveWebSocketConnections` gauge: on Lambda
+/// no process lives as long as a connection, so the count is kept next to the connections, up
+/// one for every connection recorded that was not there, down one for every connection really
+/// forgotten (a second `$disconnect` of the same id changes nothing). A connection whose record
+/// expires (TTL) without a `$disconnect` or a `GoneException` still counts.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
-    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Records the connection, replacing one with the same id. Returns the live count after
+    /// recording a new connection; `None` when it replaced one (the count is unchanged).
+    async fn put_connection(&self, connection: &Connection) -> Result<Option<i64>, StoreError>;
+    /// Forgets the connection. Returns the live count after forgetting a recorded connection;
+    /// `None` when there was none to forget (the count is unchanged).
+    async fn delete_connection(&self, connection_id: &str) -> Result<Option<i64>, StoreError>;
     /// The user's connections not yet expired at `now`.
     async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError>;
+    /// The live count: connections recorded and not yet forgotten.
+    async fn active_connections(&self) -> Result<i64, StoreError>;
 }
 
 /// Channel order used when listing an event's notifications.

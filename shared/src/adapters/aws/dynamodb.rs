@@ -9,7 +9,7 @@
 //! | events | `event_id` (S) | – | `GET /v1/events/{id}` (the event) |
 //! | notifications | `notification_id` (S) | `by-event`: `event_id` / `channel`; `by-user`: `user_id` / `created_key` | claims and state changes; an event's notifications; a user's inbox, newest first |
 //! | users | `user_id` (S) | – | profile and preferences (attributes `profile`, `preferences`) |
-//! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections |
+//! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections; item `#active-connections` counts them |
 //!
 //! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
@@ -270,8 +270,11 @@ fn notification_from(mut item: Item) -> Result<Notification, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An update expression with its attribute names and values.
+type UpdateParts = (String, HashMap<String, String>, Item);
+
 /// `(update expression, names, values)` for a transition.
-fn transition_update(change: &Transition) -> Result<(String, HashMap<String, String>, HashMap<String, AttributeValue>), StoreError> {
+fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
     let mut set = vec!["#status = :to".to_owned(), "updated_at = :at".to_owned()];
     let mut remove = Vec::new();
     let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
@@ -534,25 +537,77 @@ impl ProfileStore for DynamoStore {
 // ---------------------------------------------------------------------------------------------
 // Connections.
 
+/// The item of the connections table that counts live connections (attribute `active`, N). It
+/// has no `user_id`, so the `by-user` index never shows it, and no `expires_at`, so TTL keeps it.
+/// API Gateway connection ids never hold a `#`.
+pub const ACTIVE_CONNECTIONS_KEY: &str = "#active-connections";
+
+impl DynamoStore {
+    /// `ADD active :delta` on the counter item (created at 0 if missing); the count after it.
+    async fn add_active(&self, delta: i64) -> Result<i64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(ACTIVE_CONNECTIONS_KEY))
+            .update_expression("ADD active :delta")
+            .expression_attribute_values(":delta", n(delta))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.attributes.as_ref().and_then(|a| get_n(a, "active")).ok_or_else(|| StoreError::Corrupt("connection counter without a value".into()))
+    }
+}
+
+/// The live count moves by two writes (the connection, then the counter), each atomic on its own:
+/// whether a put created or replaced, and whether a delete removed anything, comes from the old
+/// item (`ReturnValues: ALL_OLD`), which DynamoDB gives to exactly one of two racing deletes. A
+/// counter item rather than a transaction: every connect and disconnect writes it, and
+/// transactions touching one item at the same time cancel each other.
 #[async_trait]
 impl ConnectionStore for DynamoStore {
-    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        self.client
+    async fn put_connection(&self, c: &Connection) -> Result<Option<i64>, StoreError> {
+        let out = self
+            .client
             .put_item()
             .table_name(&self.tables.connections)
             .item("connection_id", s(&c.connection_id))
             .item("user_id", s(c.user_id.as_str()))
             .item("connected_at", to_av(&c.connected_at)?)
             .item("expires_at", n(c.expires_at.as_second()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(())
+        if out.attributes.is_some_and(|old| !old.is_empty()) {
+            return Ok(None); // replaced a recorded connection
+        }
+        self.add_active(1).await.map(Some)
     }
 
-    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.client.delete_item().table_name(&self.tables.connections).key("connection_id", s(connection_id)).send().await.map_err(unavailable)?;
-        Ok(())
+    async fn delete_connection(&self, connection_id: &str) -> Result<Option<i64>, StoreError> {
+        if connection_id == ACTIVE_CONNECTIONS_KEY {
+            return Ok(None);
+        }
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if out.attributes.is_none_or(|old| old.is_empty()) {
+            return Ok(None); // nothing was there to forget
+        }
+        self.add_active(-1).await.map(Some)
+    }
+
+    async fn active_connections(&self) -> Result<i64, StoreError> {
+        let item = self.consistent_get(&self.tables.connections, "connection_id", ACTIVE_CONNECTIONS_KEY).await?;
+        Ok(item.as_ref().and_then(|i| get_n(i, "active")).unwrap_or(0))
     }
 
     async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {

@@ -351,15 +351,22 @@ impl ProfileStore for MemoryStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryStore {
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    // The live count is the number of connections held: one lock covers the change and the count.
+    async fn put_connection(&self, connection: &Connection) -> Result<Option<i64>, StoreError> {
         let value = encode(connection, "connection")?;
-        self.tables().connections.insert(connection.connection_id.clone(), value);
-        Ok(())
+        let mut t = self.tables();
+        let replaced = t.connections.insert(connection.connection_id.clone(), value).is_some();
+        Ok((!replaced).then(|| t.connections.len() as i64))
     }
 
-    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.tables().connections.remove(connection_id);
-        Ok(())
+    async fn delete_connection(&self, connection_id: &str) -> Result<Option<i64>, StoreError> {
+        let mut t = self.tables();
+        let removed = t.connections.remove(connection_id).is_some();
+        Ok(removed.then(|| t.connections.len() as i64))
+    }
+
+    async fn active_connections(&self) -> Result<i64, StoreError> {
+        Ok(self.tables().connections.len() as i64)
     }
 
     async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
