@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, each port's contract suite against the in-process and the
-# AWS adapters, end-to-end flows through the local stack on both backends.
+# The whole test suite: cfn-lint on template.yaml, unit tests, each port's contract suite against
+# the in-process and the AWS adapters, end-to-end flows through the local stack on both backends,
+# the offline checks of the SAM template.
 #
 # It needs only Rust and Python 3. On first run it installs the pinned AWS emulator (moto, from
-# localstack/requirements.txt) into ./.venv; on every run it starts the emulator on a free
+# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv; on every
+# run it lints the template, starts the emulator on a free
 # loopback port, runs the tests against it, and stops it again — on success, failure or Ctrl-C.
 #
 # Usage: bash tests/run.sh [extra arguments for cargo nextest run]
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv
-requirements=localstack/requirements.txt
+requirements=(localstack/requirements.txt infra/requirements-lint.txt)
 stamp="$venv/.requirements.sha256"
 
 say() { echo "tests/run.sh: $*" >&2; }
@@ -24,17 +26,25 @@ sha256() {
   if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi | cut -d' ' -f1
 }
 
-# 1. The emulator, installed into ./.venv once, and again only when requirements.txt changes
-#    (its hash is kept in the stamp file). pip uses whatever index this machine is configured for.
-wanted=$(sha256 "$requirements")
+# 1. The emulator and the template linter, installed into ./.venv once, and again only when a
+#    requirements file changes (their hashes are kept in the stamp file). pip uses whatever index
+#    this machine is configured for.
+wanted=$(for r in "${requirements[@]}"; do sha256 "$r"; done)
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-  say "installing the AWS emulator ($requirements) into $venv"
+  say "installing the AWS emulator and cfn-lint (${requirements[*]}) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]/#/-r}"
   echo "$wanted" > "$stamp" # only once the install succeeded
 fi
 
-# 2. Start it on a free loopback port (the launcher picks one and writes it to a file), and make
+# 2. The SAM template passes cfn-lint (errors fail the run; nothing is running yet).
+say "cfn-lint template.yaml"
+if ! "$venv/bin/cfn-lint" template.yaml; then
+  say "cfn-lint found problems in template.yaml (above)"
+  exit 1
+fi
+
+# 3. Start the emulator on a free loopback port (the launcher picks one and writes it to a file), and make
 #    sure it is stopped however this script ends: success, failure, Ctrl-C or kill.
 mkdir -p target
 workdir=$(mktemp -d)
@@ -60,7 +70,7 @@ cleanup() {
   rm -rf "$workdir"
 }
 
-# The test runner runs in the background (see 4.) so that a signal reaches this script at once;
+# The test runner runs in the background (see 5.) so that a signal reaches this script at once;
 # the script passes it on as SIGTERM, which cargo-nextest answers by stopping every test.
 runner_pid=""
 stop_runner() {
@@ -115,7 +125,7 @@ if [[ -z "$endpoint" ]] || ! answers_http "$endpoint/moto-api/"; then
   exit 1
 fi
 
-# 3. Point the AWS tests at it. The SDK needs a region and some credentials; no instance
+# 4. Point the AWS tests at it. The SDK needs a region and some credentials; no instance
 #    metadata lookups.
 export NOTIFY_TEST_AWS_ENDPOINT="$endpoint"
 export AWS_REGION=us-east-1
@@ -124,7 +134,7 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_EC2_METADATA_DISABLED=true
 say "AWS emulator at $endpoint (pid $moto_pid, log: target/moto.log)"
 
-# 4. Every test; cargo test if cargo-nextest is not installed. The runner is waited for in the
+# 5. Every test; cargo test if cargo-nextest is not installed. The runner is waited for in the
 #    background (a trapped signal interrupts `wait`, not a foreground command); its status is
 #    kept, not fatal, so the emulator is stopped before the script exits with it.
 status=0

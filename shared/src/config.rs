@@ -38,6 +38,47 @@ pub mod vars {
     pub const RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
+
+    /// Every variable above as (constant name, variable name), so tooling and tests can check
+    /// that a deployment (template.yaml) sets only names the code reads.
+    pub const ALL: &[(&str, &str)] = &[
+        ("QUEUE_URL_PREFIX", QUEUE_URL_PREFIX),
+        ("IDEMPOTENCY_TABLE", IDEMPOTENCY_TABLE),
+        ("EVENTS_TABLE", EVENTS_TABLE),
+        ("NOTIFICATIONS_TABLE", NOTIFICATIONS_TABLE),
+        ("USERS_TABLE", USERS_TABLE),
+        ("CONNECTIONS_TABLE", CONNECTIONS_TABLE),
+        ("API_KEY_HASHES", API_KEY_HASHES),
+        ("API_KEYS", API_KEYS),
+        ("WS_TOKEN_SECRET", WS_TOKEN_SECRET),
+        ("WS_TOKEN_TTL_SECONDS", WS_TOKEN_TTL_SECONDS),
+        ("CATALOG_DIR", CATALOG_DIR),
+        ("EMAIL_FROM", EMAIL_FROM),
+        ("SES_CONFIGURATION_SET", SES_CONFIGURATION_SET),
+        ("SMS_SENDER_ID", SMS_SENDER_ID),
+        ("PUSH_FCM_APPLICATION_ARN", PUSH_FCM_APPLICATION_ARN),
+        ("PUSH_APNS_APPLICATION_ARN", PUSH_APNS_APPLICATION_ARN),
+        ("WS_MANAGEMENT_ENDPOINT", WS_MANAGEMENT_ENDPOINT),
+        ("RETRY_BASE_MS", RETRY_BASE_MS),
+        ("RETRY_MAX_MS", RETRY_MAX_MS),
+        ("METRICS_NAMESPACE", METRICS_NAMESPACE),
+    ];
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn all_lists_every_constant_once_under_its_own_name() {
+            let source = include_str!("config.rs");
+            let module = &source[source.find("pub mod vars").unwrap()..source.find("pub const ALL").unwrap()];
+            let declared: Vec<&str> =
+                module.lines().filter_map(|l| l.trim().strip_prefix("pub const ")).map(|l| l.split(':').next().unwrap()).collect();
+            let listed: Vec<&str> = super::ALL.iter().map(|(name, _)| *name).collect();
+            assert_eq!(declared, listed, "vars::ALL must list every constant, in order");
+            for (name, value) in super::ALL {
+                assert_eq!(*value, format!("NOTIFY_{name}"), "{name}");
+            }
+        }
+    }
 }
 
 /// A snapshot of the environment (or a map in tests).
