@@ -214,7 +214,11 @@ def main() -> int:
     parser.add_argument("functions", nargs="*", default=FUNCTIONS)
     args = parser.parse_args()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            pass  # a measured process is killed mid-conversation on purpose
+
+    server = Server(("127.0.0.1", 0), RuntimeApi)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
