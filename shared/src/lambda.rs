@@ -44,8 +44,6 @@ pub enum StartupError {
     /// A variable is unset, or set to something unusable; the message names it.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("neither {first} nor {second} is set: {why}")]
-    NoneOf { first: &'static str, second: &'static str, why: &'static str },
     #[error("cannot load the event catalog (from {dir} when set, else the embedded one): {0}", dir = vars::CATALOG_DIR)]
     Catalog(#[from] CatalogError),
     /// The reason never quotes the secret.
@@ -198,16 +196,19 @@ pub fn unused_ws_tokens() -> WsTokens {
 }
 
 /// The platform applications of `send-push`: `NOTIFY_PUSH_FCM_APPLICATION_ARN` and/or
-/// `NOTIFY_PUSH_APNS_APPLICATION_ARN`, at least one.
+/// `NOTIFY_PUSH_APNS_APPLICATION_ARN`. A deployment may have neither (no mobile apps yet): the
+/// function still starts, and each push job fails permanently with "no platform application
+/// configured", which tries the event type's fallback channel, instead of every job waiting
+/// for a cold start that can never succeed.
 pub fn push_application_arns(env: &Env) -> Result<(Option<String>, Option<String>), StartupError> {
     let fcm = env.optional(vars::PUSH_FCM_APPLICATION_ARN);
     let apns = env.optional(vars::PUSH_APNS_APPLICATION_ARN);
     if fcm.is_none() && apns.is_none() {
-        return Err(StartupError::NoneOf {
-            first: vars::PUSH_FCM_APPLICATION_ARN,
-            second: vars::PUSH_APNS_APPLICATION_ARN,
-            why: "push needs at least one SNS platform application",
-        });
+        tracing::warn!(
+            fcm = vars::PUSH_FCM_APPLICATION_ARN,
+            apns = vars::PUSH_APNS_APPLICATION_ARN,
+            "no SNS platform application configured: push notifications will fail over to their fallback channel"
+        );
     }
     Ok((fcm, apns))
 }
@@ -536,9 +537,8 @@ mod tests {
     }
 
     #[test]
-    fn push_needs_one_platform_and_ws_push_an_endpoint() {
-        let e = push_application_arns(&Env::default()).unwrap_err().to_string();
-        assert!(e.contains("NOTIFY_PUSH_FCM_APPLICATION_ARN") && e.contains("NOTIFY_PUSH_APNS_APPLICATION_ARN"), "{e}");
+    fn push_platforms_are_optional_and_ws_push_needs_an_endpoint() {
+        assert_eq!(push_application_arns(&Env::default()).unwrap(), (None, None));
         let arn = "arn:aws:sns:eu-west-1:123456789012:app/GCM/notify";
         assert_eq!(push_application_arns(&Env::from_pairs([(vars::PUSH_FCM_APPLICATION_ARN, arn)])).unwrap(), (Some(arn.to_owned()), None));
         assert_eq!(ws_management_endpoint(&Env::default()).unwrap_err().to_string(), "environment variable NOTIFY_WS_MANAGEMENT_ENDPOINT is not set");

@@ -123,3 +123,41 @@ impl ChannelSender for SnsPushSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::profile::PushToken;
+    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
+    use crate::ports::delivery::RenderedMessage;
+
+    /// A deployment without platform applications: every push fails permanently (so the
+    /// fallback channel is tried) without calling SNS.
+    #[tokio::test]
+    async fn push_without_a_platform_application_fails_permanently() {
+        let config = aws_sdk_sns::Config::builder().behavior_version(aws_sdk_sns::config::BehaviorVersion::latest()).build();
+        let sender = SnsPushSender::new(aws_sdk_sns::Client::from_conf(config), None, None);
+        let event = EventId::parse("evt-1").unwrap();
+        let id = NotificationId::derive(&event, Channel::Push);
+        let user = UserId::parse("u-1").unwrap();
+        let address = Address::Push { tokens: vec![PushToken { platform: "fcm".into(), token: "t".into() }] };
+        let message = RenderedMessage {
+            channel: Channel::Push,
+            locale: "en".into(),
+            parts: [("title".to_owned(), "T".to_owned()), ("body".to_owned(), "B".to_owned())].into(),
+        };
+        let delivery = Delivery {
+            notification_id: &id,
+            event_id: &event,
+            event_type: "order.completed",
+            user_id: &user,
+            priority: Priority::High,
+            address: &address,
+            message: &message,
+        };
+        assert_eq!(
+            sender.send(delivery).await,
+            Err(SendError::Permanent("no platform application configured for fcm".into()))
+        );
+    }
+}
