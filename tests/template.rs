@@ -343,6 +343,9 @@ fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
         "api_keys" => &[vars::API_KEY_HASHES],
         "ws_tokens" => &[vars::WS_TOKEN_SECRET],
         "ws_management_endpoint" => &[vars::WS_MANAGEMENT_ENDPOINT],
+        // The shared send function: queues and the two tables every sender uses (its
+        // `extra_tables` appear in main as `Table::X`).
+        "serve_send_queues" => &[vars::QUEUE_URL_PREFIX, vars::NOTIFICATIONS_TABLE, vars::EVENTS_TABLE],
         // Optional variables, defaults or values checked at start: nothing required.
         "catalog" | "retry_policy" | "retry_after" | "required" | "table_names" | "millis" | "push_application_arns"
         | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" => &[],

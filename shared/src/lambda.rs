@@ -21,7 +21,11 @@ use crate::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirecto
 use crate::auth::{ApiKeys, WsTokens};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, Env, vars};
-use crate::handlers::sqs_batch::RetryPolicy;
+use crate::handlers::fallback::FallbackDeps;
+use crate::handlers::send::{SendDeps, handle_send_record};
+use crate::handlers::sqs_batch::{RetryPolicy, process_batch};
+use crate::ports::SystemClock;
+use aws_lambda_events::event::sqs::SqsEvent;
 use crate::handlers::ws::{self, ConnectError, WsDeps};
 
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +259,46 @@ impl AwsClients {
     pub fn store(&self, tables: TableNames) -> Arc<DynamoStore> {
         Arc::new(DynamoStore::new(self.dynamodb.clone(), tables))
     }
+}
+
+/// The whole of a send function (send-email, send-sms, send-push, ws-push) but its provider.
+/// Its `main` reads its own variables first; this reads what every sender shares (queue URLs,
+/// the notifications and events tables plus `extra_tables`, the catalog, the retry policy),
+/// then builds the clients once, asks `sender` for the channel's provider, and serves the
+/// channel's send queues with the shared send handler (claim, send, status, fallback).
+pub async fn serve_send_queues<S>(
+    telemetry: crate::telemetry::LambdaTelemetry,
+    env: &Env,
+    extra_tables: &[Table],
+    sender: S,
+) -> Result<(), lambda_runtime::Error>
+where
+    S: FnOnce(&SdkConfig, &AwsClients, &Arc<DynamoStore>) -> Arc<dyn crate::ports::ChannelSender>,
+{
+    let directory = queue_directory(env)?;
+    let tables = table_names(env, &[&[Table::Notifications, Table::Events], extra_tables].concat())?;
+    let catalog = catalog(env)?;
+    let retry = retry_policy(env)?;
+
+    let sdk = crate::adapters::aws::sdk_config().await;
+    let aws = AwsClients::new(&sdk);
+    let store = aws.store(tables);
+    let queue = aws.queue(directory);
+    let deps = SendDeps {
+        notifications: store.clone(),
+        sender: sender(&sdk, &aws, &store),
+        fallback: FallbackDeps { catalog, events: store, queue: queue.clone() },
+        clock: Arc::new(SystemClock),
+        retry,
+        lease: SEND_LEASE,
+    };
+
+    let (deps, queue) = (&deps, queue.as_ref());
+    telemetry
+        .run(|event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<_, lambda_runtime::Error>(process_batch(&event.payload, queue, |record| handle_send_record(deps, record)).await)
+        })
+        .await
 }
 
 /// Posts to WebSocket connections through the stage's management endpoint.

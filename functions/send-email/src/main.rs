@@ -1,15 +1,10 @@
 //! `send-email`: consumes `send-email-fast.fifo` and `send-email-bulk.fifo` and delivers through
 //! Amazon SES v2; a permanent failure tries the event type's fallback channel.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent};
-use shared::adapters::aws::{SesEmailSender, sdk_config};
+use lambda_runtime::Error;
+use shared::adapters::aws::SesEmailSender;
 use shared::config::{Env, vars};
-use shared::handlers::fallback::FallbackDeps;
-use shared::handlers::send::{SendDeps, handle_send_record};
-use shared::handlers::sqs_batch::process_batch;
-use shared::lambda::{self, AwsClients, Table};
-use shared::ports::SystemClock;
+use shared::lambda;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -19,26 +14,5 @@ async fn main() -> Result<(), Error> {
     let env = Env::from_process();
     let from = lambda::required(&env, vars::EMAIL_FROM)?;
     let configuration_set = env.optional(vars::SES_CONFIGURATION_SET);
-    let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Notifications, Table::Events])?;
-    let catalog = lambda::catalog(&env)?;
-    let retry = lambda::retry_policy(&env)?;
-
-    let aws = AwsClients::new(&sdk_config().await);
-    let store = aws.store(tables);
-    let queue = aws.queue(directory);
-    let deps = SendDeps {
-        notifications: store.clone(),
-        sender: Arc::new(SesEmailSender::new(aws.sesv2.clone(), from, configuration_set)),
-        fallback: FallbackDeps { catalog, events: store, queue: queue.clone() },
-        clock: Arc::new(SystemClock),
-        retry,
-        lease: lambda::SEND_LEASE,
-    };
-
-    let (deps, queue) = (&deps, queue.as_ref());
-    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_send_record(deps, record)).await)
-    })
-    .await
+    lambda::serve_send_queues(telemetry, &env, &[], |_, aws, _| Arc::new(SesEmailSender::new(aws.sesv2.clone(), from, configuration_set))).await
 }

@@ -2,15 +2,10 @@
 //! Amazon SNS mobile push (FCM and/or APNs platform applications); a permanent failure tries
 //! the event type's fallback channel.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent};
-use shared::adapters::aws::{SnsPushSender, sdk_config};
+use lambda_runtime::Error;
+use shared::adapters::aws::SnsPushSender;
 use shared::config::Env;
-use shared::handlers::fallback::FallbackDeps;
-use shared::handlers::send::{SendDeps, handle_send_record};
-use shared::handlers::sqs_batch::process_batch;
-use shared::lambda::{self, AwsClients, Table};
-use shared::ports::SystemClock;
+use shared::lambda;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -19,26 +14,8 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let (fcm_application, apns_application) = lambda::push_application_arns(&env)?;
-    let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Notifications, Table::Events])?;
-    let catalog = lambda::catalog(&env)?;
-    let retry = lambda::retry_policy(&env)?;
-
-    let aws = AwsClients::new(&sdk_config().await);
-    let store = aws.store(tables);
-    let queue = aws.queue(directory);
-    let deps = SendDeps {
-        notifications: store.clone(),
-        sender: Arc::new(SnsPushSender::new(aws.sns.clone(), fcm_application, apns_application)),
-        fallback: FallbackDeps { catalog, events: store, queue: queue.clone() },
-        clock: Arc::new(SystemClock),
-        retry,
-        lease: lambda::SEND_LEASE,
-    };
-
-    let (deps, queue) = (&deps, queue.as_ref());
-    telemetry.run(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(process_batch(&event.payload, queue, |record| handle_send_record(deps, record)).await)
+    lambda::serve_send_queues(telemetry, &env, &[], |_, aws, _| {
+        Arc::new(SnsPushSender::new(aws.sns.clone(), fcm_application, apns_application))
     })
     .await
 }
