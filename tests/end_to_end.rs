@@ -1,18 +1,11 @@
 //! End to end through the local stack: real HTTP, a real WebSocket client, the handlers driven
 //! by the in-process queues exactly as the event source mappings would drive them.
 
-use notify_tests::{next_frame, sample, spawn_app, unique};
+use notify_tests::{event_for, next_frame, sample, spawn_app, unique};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn event_for(sample_name: &str, user: &str) -> Value {
-    let mut body = sample(sample_name);
-    body["event_id"] = json!(unique("evt"));
-    body["user_id"] = json!(user);
-    body
-}
 
 #[tokio::test]
 async fn every_built_in_event_type_arrives_by_email_and_on_the_websocket() {

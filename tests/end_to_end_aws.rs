@@ -6,7 +6,7 @@ use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use local_stack::config::{AwsBackend, AwsResources, Backend};
 use notify_tests::aws::emulator_sdk_config;
 use notify_tests::request_counter::RequestCounter;
-use notify_tests::{TestApp, next_frame, sample, spawn_app_with, unique};
+use notify_tests::{TestApp, event_for, next_frame, spawn_app_with, unique};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -44,13 +44,6 @@ async fn emulator_emails() -> Vec<Value> {
 
 async fn emulator_sms() -> Vec<Value> {
     reqwest::get(format!("{}/_notify/sms", endpoint())).await.unwrap().json().await.unwrap()
-}
-
-fn event_for(name: &str, user: &str) -> Value {
-    let mut body = sample(name);
-    body["event_id"] = json!(unique("evt"));
-    body["user_id"] = json!(user);
-    body
 }
 
 async fn create_user(app: &TestApp, user: &str, email: &str, phone: &str) {

@@ -5,8 +5,8 @@
 //! other tests' traffic would add to these counts if they shared it (nextest runs every test in
 //! its own process anyway; `cargo test` runs a binary's tests in one).
 
-use notify_tests::{TestApp, next_frame, sample, spawn_app, unique};
-use serde_json::{Value, json};
+use notify_tests::{TestApp, event_for, next_frame, spawn_app, unique};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -72,13 +72,6 @@ async fn wait_for(app: &TestApp, name: &str, labels: &[(&str, &str)], expected: 
     }
 }
 
-fn event_for(user: &str) -> Value {
-    let mut body = sample("order.completed.json");
-    body["event_id"] = json!(unique("evt"));
-    body["user_id"] = json!(user);
-    body
-}
-
 #[tokio::test]
 async fn metrics_count_what_the_platform_did() {
     let app = spawn_app().await;
@@ -90,7 +83,7 @@ async fn metrics_count_what_the_platform_did() {
     wait_for(&app, "ActiveWebSocketConnections", &[], 1.0).await;
 
     // order.completed (priority high: the fast lane) to email, push and the open WebSocket.
-    let body = event_for(&user);
+    let body = event_for("order.completed.json", &user);
     let event_id = body["event_id"].as_str().unwrap().to_owned();
     assert_eq!(app.post_event(&body).await.status(), 202);
     assert_eq!(next_frame(&mut socket, WAIT).await["event_id"], event_id.as_str());
@@ -100,23 +93,23 @@ async fn metrics_count_what_the_platform_did() {
     // A user without a socket: their WebSocket notification is skipped.
     let offline = unique("u");
     app.create_user(&offline).await;
-    let skipped = event_for(&offline);
+    let skipped = event_for("order.completed.json", &offline);
     assert_eq!(app.post_event(&skipped).await.status(), 202);
     app.wait_for_notification(skipped["event_id"].as_str().unwrap(), "websocket", "skipped", WAIT).await;
 
     // Rejections, one per reason.
-    let mut bad_schema = event_for(&user);
+    let mut bad_schema = event_for("order.completed.json", &user);
     bad_schema["payload"]["total"] = json!("59.999");
     assert_eq!(app.post_event(&bad_schema).await.status(), 422);
-    let mut unknown_type = event_for(&user);
+    let mut unknown_type = event_for("order.completed.json", &user);
     unknown_type["event_type"] = json!("order.teleported");
     assert_eq!(app.post_event(&unknown_type).await.status(), 422);
-    let mut bad_envelope = event_for(&user);
+    let mut bad_envelope = event_for("order.completed.json", &user);
     bad_envelope["event_id"] = json!("spaces are not allowed");
     assert_eq!(app.post_event(&bad_envelope).await.status(), 422);
     assert_eq!(app.post_raw("{\"event_id\": ").await.status(), 400);
     assert_eq!(app.post_raw(vec![b' '; 300 * 1024]).await.status(), 413);
-    let r = app.http.post(app.url("/v1/events")).header("authorization", "Bearer not-a-key").json(&event_for(&user)).send().await.unwrap();
+    let r = app.http.post(app.url("/v1/events")).header("authorization", "Bearer not-a-key").json(&event_for("order.completed.json", &user)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let mut replay = body.clone();
     replay["payload"]["total"] = json!("1.00");
@@ -169,7 +162,7 @@ async fn metrics_count_what_the_platform_did() {
     // A failing provider: retried on its queue, dead-lettered, failed, and its fallback (SMS)
     // routed and sent.
     app.stack.faults.set_failing(shared::domain::Channel::Push, true);
-    let failing = event_for(&offline);
+    let failing = event_for("order.completed.json", &offline);
     let failing_id = failing["event_id"].as_str().unwrap().to_owned();
     assert_eq!(app.post_event(&failing).await.status(), 202);
     app.wait_for_notification(&failing_id, "push", "failed", Duration::from_secs(20)).await;

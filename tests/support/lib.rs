@@ -38,6 +38,14 @@ pub fn sample(name: &str) -> Value {
     serde_json::from_str(&text).expect("sample is JSON")
 }
 
+/// The sample API event `sample_name` from `events/api/` with a fresh `event_id`, for `user`.
+pub fn event_for(sample_name: &str, user: &str) -> Value {
+    let mut body = sample(sample_name);
+    body["event_id"] = serde_json::json!(unique("evt"));
+    body["user_id"] = serde_json::json!(user);
+    body
+}
+
 /// A unique event id for one test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new())
