@@ -26,12 +26,26 @@ pub struct Args {
     /// Comma-separated channels whose local provider fails (to watch retries and the DLQ).
     #[arg(long, env = "NOTIFY_LOCAL_FAIL_CHANNELS", default_value = "")]
     pub fail_channels: String,
-    /// Receives before a message moves to its dead-letter queue.
-    #[arg(long, env = "NOTIFY_MAX_RECEIVE_COUNT", default_value_t = 5)]
+    /// Faults to inject: comma-separated `target:kind=rate`, target a channel, `store` or
+    /// `queue`, kind `transient` or `permanent` (channels only), rate 0.0-1.0.
+    #[arg(long, env = "NOTIFY_LOCAL_FAULTS", default_value = "")]
+    pub faults: String,
+    /// Seed of the injected faults' random draws (a run with the same seed draws the same faults).
+    #[arg(long, env = "NOTIFY_LOCAL_FAULTS_SEED", default_value_t = 1)]
+    pub faults_seed: u64,
+    /// Receives before a message moves to its dead-letter queue: a safety net far above the
+    /// retry budget (a FIFO queue also counts the receives of records held behind a failing one).
+    #[arg(long, env = "NOTIFY_MAX_RECEIVE_COUNT", default_value_t = shared::topology::DEFAULT_MAX_RECEIVE_COUNT)]
     pub max_receive_count: u32,
-    /// First retry backoff in milliseconds (doubles per attempt, with jitter).
+    /// First retry delay in milliseconds; later ones double (with jitter) up to NOTIFY_RETRY_MAX_MS.
     #[arg(long, env = "NOTIFY_RETRY_BASE_MS", default_value_t = 1000)]
     pub retry_base_ms: u64,
+    /// Longest retry delay in milliseconds.
+    #[arg(long, env = "NOTIFY_RETRY_MAX_MS", default_value_t = 60_000)]
+    pub retry_max_ms: u64,
+    /// Provider attempts before a notification fails as `retries_exhausted` (then its fallback).
+    #[arg(long, env = "NOTIFY_RETRY_MAX_ATTEMPTS", default_value_t = 10)]
+    pub retry_max_attempts: u32,
     /// `memory`: in-process queues and store. `aws`: SQS, DynamoDB, SES v2 and SNS at
     /// `AWS_ENDPOINT_URL` (an emulator such as moto) or in the account the credentials name.
     #[arg(long, env = "NOTIFY_BACKEND", default_value = "memory")]
@@ -93,10 +107,15 @@ pub struct Config {
     pub catalog_dir: PathBuf,
     pub outbox_dir: Option<PathBuf>,
     pub fail_channels: Vec<shared::domain::Channel>,
+    /// `NOTIFY_LOCAL_FAULTS`, parsed.
+    pub faults: Vec<crate::faults::FaultSpec>,
+    pub faults_seed: u64,
     pub max_receive_count: u32,
     pub visibility_timeout: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Provider attempts per notification.
+    pub retry_max_attempts: u32,
     /// Pollers per queue (Lambda's concurrency per event source mapping).
     pub pollers_per_queue: usize,
     pub backend: Backend,
@@ -124,13 +143,33 @@ impl Config {
             catalog_dir: shared::catalog::repository_catalog_dir(),
             outbox_dir: None,
             fail_channels: Vec::new(),
-            max_receive_count: 3,
+            faults: Vec::new(),
+            faults_seed: 1,
+            max_receive_count: 10,
             visibility_timeout: Duration::from_secs(10),
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_millis(400),
+            retry_max_attempts: 3,
             pollers_per_queue: 2,
             backend: Backend::Memory,
         }
+    }
+
+    /// The handlers' settings, as `shared::wiring` takes them: the pipeline backs off from
+    /// `retry_base` up to `retry_max` and never gives up on an accepted event.
+    pub fn settings(&self) -> shared::wiring::Settings {
+        use shared::handlers::sqs_batch::RetryPolicy;
+        shared::wiring::Settings {
+            pipeline_retry: RetryPolicy { base: self.retry_base, max: self.retry_max.max(self.retry_base), max_attempts: RetryPolicy::PIPELINE.max_attempts },
+            visibility_timeout: self.visibility_timeout,
+            ..shared::wiring::Settings::default()
+        }
+    }
+
+    /// Every channel's provider budget: `retry_max_attempts` attempts, backing off from
+    /// `retry_base` up to `retry_max`.
+    pub fn delivery_retry(&self) -> shared::handlers::sqs_batch::RetryPolicy {
+        shared::handlers::sqs_batch::RetryPolicy { base: self.retry_base, max: self.retry_max.max(self.retry_base), max_attempts: self.retry_max_attempts }
     }
 
     pub async fn from_args(args: Args) -> Result<Self, String> {
@@ -158,6 +197,13 @@ impl Config {
         if args.max_receive_count == 0 {
             return Err("NOTIFY_MAX_RECEIVE_COUNT must be at least 1".into());
         }
+        if args.retry_base_ms == 0 || args.retry_max_ms < args.retry_base_ms {
+            return Err("NOTIFY_RETRY_BASE_MS must be at least 1 and NOTIFY_RETRY_MAX_MS at least as much".into());
+        }
+        if args.retry_max_attempts == 0 {
+            return Err("NOTIFY_RETRY_MAX_ATTEMPTS must be at least 1".into());
+        }
+        let faults = crate::faults::parse_faults(&args.faults)?;
         let backend = match args.backend.as_str() {
             "memory" => Backend::Memory,
             "aws" => Backend::Aws(Box::new(aws_backend(&args).await?)),
@@ -172,10 +218,13 @@ impl Config {
             catalog_dir: args.catalog_dir.unwrap_or_else(default_catalog_dir),
             outbox_dir: (args.outbox_dir != "none" && !args.outbox_dir.is_empty()).then(|| PathBuf::from(args.outbox_dir)),
             fail_channels,
+            faults,
+            faults_seed: args.faults_seed,
             max_receive_count: args.max_receive_count,
             visibility_timeout: Duration::from_secs(30),
             retry_base: Duration::from_millis(args.retry_base_ms),
-            retry_max: Duration::from_secs(60),
+            retry_max: Duration::from_millis(args.retry_max_ms),
+            retry_max_attempts: args.retry_max_attempts,
             pollers_per_queue: 2,
         })
     }

@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use shared::ports::{QueueReceiver, ReceivedMessage};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -49,19 +50,46 @@ pub struct Mapping {
     pub concurrency: usize,
 }
 
-pub fn spawn(mapping: Mapping, receiver: Arc<dyn QueueReceiver>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+/// What the mappings of one stack have seen: records handed back for a retry, and messages
+/// that arrived on a dead-letter queue.
+#[derive(Clone, Default)]
+pub struct PollStats {
+    retries: Arc<AtomicU64>,
+    dead_letter_arrivals: Arc<AtomicU64>,
+    batches: Arc<AtomicU64>,
+}
+
+impl PollStats {
+    /// Records reported failed (retried later, with backoff).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Messages received for the first time on a dead-letter queue.
+    pub fn dead_letter_arrivals(&self) -> u64 {
+        self.dead_letter_arrivals.load(Ordering::Relaxed)
+    }
+
+    /// Batches handed to handlers so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+}
+
+pub fn spawn(mapping: Mapping, receiver: Arc<dyn QueueReceiver>, stats: PollStats, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     (0..mapping.concurrency.max(1))
         .map(|_| {
             let queue = mapping.queue.clone();
             let handler = mapping.handler.clone();
             let receiver = receiver.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(poll(queue, handler, receiver, shutdown))
+            tokio::spawn(poll(queue, handler, receiver, stats.clone(), shutdown))
         })
         .collect()
 }
 
-async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueReceiver>, mut shutdown: watch::Receiver<bool>) {
+async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueReceiver>, stats: PollStats, mut shutdown: watch::Receiver<bool>) {
+    let dead_letter = shared::topology::is_dead_letter_queue(&queue);
     loop {
         if *shutdown.borrow() {
             return;
@@ -81,7 +109,13 @@ async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueRecei
         };
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|m| sqs_record(&queue, m)).collect();
+        if dead_letter {
+            let arrivals = messages.iter().filter(|m| m.receive_count == 1).count() as u64;
+            stats.dead_letter_arrivals.fetch_add(arrivals, Ordering::Relaxed);
+        }
         let response = handler(event).await;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.retries.fetch_add(response.batch_item_failures.len() as u64, Ordering::Relaxed);
         let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         for m in messages.iter().filter(|m| !failed.contains(m.message_id.as_str())) {
             if let Err(e) = receiver.delete(&queue, &m.receipt_handle).await {

@@ -7,7 +7,9 @@
 pub mod config;
 pub mod dev;
 pub mod event_source;
+pub mod chaos;
 pub mod faults;
+pub mod ledger;
 pub mod management;
 pub mod metrics;
 pub mod provision;

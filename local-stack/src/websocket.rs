@@ -36,23 +36,31 @@ fn new_connection_id() -> String {
 
 async fn upgrade(State(state): State<WsState>, Query(q): Query<Connect>, ws: WebSocketUpgrade) -> Response {
     let connection_id = new_connection_id();
+    // The socket's frame queue is registered before the connection is recorded: from the moment
+    // the push sender can find the connection, a post to it is queued for this socket (and sent
+    // once it is upgraded), never answered `Gone` (which would forget a live connection).
+    let (frames_tx, frames) = mpsc::unbounded_channel::<String>();
+    state.poster.register(&connection_id, frames_tx);
     match connect(&state.deps, &connection_id, q.token.as_deref()).await {
-        Ok(_user) => ws.on_upgrade(move |socket| serve(state, connection_id, socket)).into_response(),
-        Err(ConnectError::Unauthorized(e)) => {
-            let mut p = Problem::unauthorized();
-            p.detail = format!("WebSocket {e}: mint one with POST /v1/users/{{user_id}}/ws-token");
-            p.into_response()
-        }
-        Err(ConnectError::Store(e)) => {
-            tracing::error!(error = %e, "could not record the connection");
-            Problem::unavailable().into_response()
+        Ok(_user) => ws.on_upgrade(move |socket| serve(state, connection_id, frames, socket)).into_response(),
+        Err(e) => {
+            state.poster.unregister(&connection_id);
+            match e {
+                ConnectError::Unauthorized(e) => {
+                    let mut p = Problem::unauthorized();
+                    p.detail = format!("WebSocket {e}: mint one with POST /v1/users/{{user_id}}/ws-token");
+                    p.into_response()
+                }
+                ConnectError::Store(e) => {
+                    tracing::error!(error = %e, "could not record the connection");
+                    Problem::unavailable().into_response()
+                }
+            }
         }
     }
 }
 
-async fn serve(state: WsState, connection_id: String, mut socket: WebSocket) {
-    let (frames_tx, mut frames) = mpsc::unbounded_channel::<String>();
-    state.poster.register(&connection_id, frames_tx);
+async fn serve(state: WsState, connection_id: String, mut frames: mpsc::UnboundedReceiver<String>, mut socket: WebSocket) {
     loop {
         tokio::select! {
             frame = frames.recv() => match frame {

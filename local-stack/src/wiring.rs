@@ -11,29 +11,27 @@ use shared::adapters::memory::{MemoryConnectionPoster, Outbox, OutboxSender};
 use shared::auth::{ApiKeys, WsTokens};
 use shared::catalog::Catalog;
 use shared::domain::{Channel, Lane};
-use shared::handlers::dead_letter::{DeadLetterDeps, handle_dead_letter_record};
-use shared::handlers::deferred::{DeferredDeps, handle_deferred_record};
-use shared::handlers::fallback::FallbackDeps;
-use shared::handlers::ingest::{IngestDeps, IngestSettings};
-use shared::handlers::queries::QueryDeps;
-use shared::handlers::router::{RouterDeps, handle_route_record};
-use shared::handlers::send::{SendDeps, handle_send_record};
-use shared::handlers::sqs_batch::{RetryPolicy, process_batch};
-use shared::handlers::ws::{WebSocketFanout, WsDeps};
+use shared::handlers::dead_letter::handle_dead_letter_record;
+use shared::handlers::deferred::handle_deferred_record;
+use shared::handlers::router::handle_route_record;
+use shared::handlers::send::handle_send_record;
+use shared::handlers::sqs_batch::process_batch;
+use shared::handlers::ws::WebSocketFanout;
 use shared::ports::{
-    ChannelSender, Clock, ConnectionPoster, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore, QueueReceiver,
-    QueueSender, SystemClock, VisibilityControl,
+    BatchQueue, ChannelSender, Clock, ConnectionPoster, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore,
+    QueueReceiver, QueueSender, SystemClock, VisibilityControl,
 };
 use shared::topology::{DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
+use shared::wiring::{self, Ports};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{AwsBackend, AwsResources, Backend, Config};
-use crate::faults::Faults;
-use crate::event_source::{self, BatchHandler, Mapping};
+use crate::faults::{FaultTarget, Faults, FaultyQueue, FaultyStore};
+use crate::ledger::SendLedger;
+use crate::event_source::{self, BatchHandler, Mapping, PollStats};
 use crate::websocket::{self, WsState};
 
 /// A running local stack.
@@ -44,12 +42,17 @@ pub struct LocalStack {
     /// What the local providers sent (every channel on the memory backend; WhatsApp and
     /// Telegram on the AWS backend).
     pub outbox: Outbox,
-    /// `set_failing` makes a channel's provider fail (transiently), whatever the backend.
+    /// Every message a provider accepted, whatever the backend (duplicates show here).
+    pub ledger: SendLedger,
+    /// `set_failing` makes a channel's provider fail (transiently), whatever the backend; the
+    /// faults of `NOTIFY_LOCAL_FAULTS` and what was injected.
     pub faults: Faults,
     /// The live WebSocket connections this stack serves.
     pub connections: MemoryConnectionPoster,
     /// On the AWS backend: the queues and tables in use.
     pub aws: Option<AwsResourcesInUse>,
+    /// Read-only views for tests and the chaos run.
+    pub inspect: Inspect,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
@@ -61,42 +64,54 @@ pub struct AwsResourcesInUse {
     pub tables: shared::adapters::aws::TableNames,
 }
 
-/// The ports every function's handlers need, from one backend.
+/// The ports every function's handlers need, from one backend, and the providers.
 struct Adapters {
-    queue: Arc<dyn QueueSender>,
-    visibility: Arc<dyn VisibilityControl>,
+    ports: Ports,
+    /// The notifications as stored, without injected faults (for inspection).
+    unfaulted_notifications: Arc<dyn NotificationStore>,
     receiver: Arc<dyn QueueReceiver>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    events: Arc<dyn EventStore>,
-    notifications: Arc<dyn NotificationStore>,
-    profiles: Arc<dyn ProfileStore>,
-    connections: Arc<dyn ConnectionStore>,
     senders: Vec<(Channel, Arc<dyn ChannelSender>)>,
     poster: Arc<dyn ConnectionPoster>,
     aws: Option<AwsResourcesInUse>,
 }
 
-fn memory_adapters(config: &Config, outbox: &Outbox, connections: &MemoryConnectionPoster) -> Adapters {
+/// `queue` and `store` as ports, behind the fault injection when `faults` asks for it.
+fn ports_over<Q, S>(queue: Arc<Q>, store: Arc<S>, faults: &Faults, clock: Arc<dyn Clock>) -> (Ports, Arc<dyn QueueReceiver>, Arc<dyn NotificationStore>)
+where
+    Q: QueueSender + VisibilityControl + QueueReceiver + 'static,
+    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+{
+    let (queue, receiver): (Arc<dyn BatchQueue>, Arc<dyn QueueReceiver>) = if faults.touches(FaultTarget::Queue) {
+        let faulty = Arc::new(FaultyQueue::new(queue, faults.clone()));
+        (faulty.clone(), faulty)
+    } else {
+        (queue.clone(), queue)
+    };
+    let unfaulted: Arc<dyn NotificationStore> = store.clone();
+    let ports = if faults.touches(FaultTarget::Store) {
+        Ports::over(queue, Arc::new(FaultyStore::new(store, faults.clone())), clock)
+    } else {
+        Ports::over(queue, store, clock)
+    };
+    (ports, receiver, unfaulted)
+}
+
+fn memory_adapters(config: &Config, outbox: &Outbox, connections: &MemoryConnectionPoster, faults: &Faults, clock: Arc<dyn Clock>) -> Adapters {
     let topology = TopologySettings { visibility_timeout: config.visibility_timeout, max_receive_count: config.max_receive_count };
     let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)));
-    let store = Arc::new(MemoryStore::new());
+    let (ports, receiver, unfaulted_notifications) = ports_over(queues, Arc::new(MemoryStore::new()), faults, clock);
     let provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
     Adapters {
-        queue: queues.clone(),
-        visibility: queues.clone(),
-        receiver: queues,
-        idempotency: store.clone(),
-        events: store.clone(),
-        notifications: store.clone(),
-        profiles: store.clone(),
-        connections: store,
+        ports,
+        unfaulted_notifications,
+        receiver,
         senders: Channel::ALL.iter().filter(|c| **c != Channel::Websocket).map(|c| (*c, provider.clone())).collect(),
         poster: Arc::new(connections.clone()),
         aws: None,
     }
 }
 
-async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &str) -> anyhow::Result<Adapters> {
+async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &str, faults: &Faults, clock: Arc<dyn Clock>) -> anyhow::Result<Adapters> {
     let sdk = &aws.sdk;
     let with_interceptor = |mut b: aws_sdk_sqs::config::Builder| {
         if let Some(i) = &aws.interceptor {
@@ -145,15 +160,11 @@ async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &s
     let queue = Arc::new(SqsQueue::new(sqs, queues.clone()));
     let store = Arc::new(DynamoStore::new(dynamodb, tables.clone()));
     let outbox_provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
+    let (ports, receiver, unfaulted_notifications) = ports_over(queue, store, faults, clock);
     Ok(Adapters {
-        queue: queue.clone(),
-        visibility: queue.clone(),
-        receiver: queue,
-        idempotency: store.clone(),
-        events: store.clone(),
-        notifications: store.clone(),
-        profiles: store.clone(),
-        connections: store,
+        ports,
+        unfaulted_notifications,
+        receiver,
         senders: vec![
             (Channel::Email, Arc::new(SesEmailSender::new(ses, aws.email_from.clone(), None))),
             (Channel::Sms, Arc::new(SnsSmsSender::new(sns.clone(), aws.sms_sender_id.clone()))),
@@ -165,6 +176,14 @@ async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &s
         poster: Arc::new(ApiGatewayConnectionPoster::new(apigw)),
         aws: Some(AwsResourcesInUse { queues, tables }),
     })
+}
+
+/// What tests and the chaos run may look at directly, without the API and without injected faults.
+#[derive(Clone)]
+pub struct Inspect {
+    pub receiver: Arc<dyn QueueReceiver>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub poll_stats: PollStats,
 }
 
 impl LocalStack {
@@ -182,7 +201,7 @@ impl LocalStack {
     }
 }
 
-fn batch_handler<D, F>(deps: Arc<D>, visibility: Arc<dyn VisibilityControl>, handle: F) -> BatchHandler
+fn batch_handler<D, F>(deps: Arc<D>, queue: Arc<dyn BatchQueue>, handle: F) -> BatchHandler
 where
     D: Send + Sync + 'static,
     F: for<'a> Fn(&'a D, shared::handlers::sqs_batch::Record<'a>) -> futures::future::BoxFuture<'a, shared::handlers::sqs_batch::RecordOutcome>
@@ -193,8 +212,8 @@ where
 {
     Arc::new(move |event| {
         let deps = deps.clone();
-        let visibility = visibility.clone();
-        async move { process_batch(&event, visibility.as_ref(), |record| handle(&deps, record)).await }.boxed()
+        let queue = queue.clone();
+        async move { process_batch(&event, queue.as_ref(), |record| handle(&deps, record)).await }.boxed()
     })
 }
 
@@ -204,8 +223,9 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let catalog = Arc::new(Catalog::load(&config.catalog_dir).with_context(|| "loading the event catalog")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = Outbox::new(config.outbox_dir.clone());
+    let ledger = SendLedger::default();
     let connections = MemoryConnectionPoster::default();
-    let faults = Faults::default();
+    let faults = Faults::new(config.faults.clone(), config.faults_seed);
     for channel in &config.fail_channels {
         faults.set_failing(*channel, true);
     }
@@ -213,8 +233,8 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
     let addr = listener.local_addr()?;
     let a = match &config.backend {
-        Backend::Memory => memory_adapters(&config, &outbox, &connections),
-        Backend::Aws(aws) => aws_adapters(aws, &outbox, &format!("http://{addr}")).await?,
+        Backend::Memory => memory_adapters(&config, &outbox, &connections, &faults, clock.clone()),
+        Backend::Aws(aws) => aws_adapters(aws, &outbox, &format!("http://{addr}"), &faults, clock.clone()).await?,
     };
 
     let tokens = Arc::new(WsTokens::new(&config.ws_token_secret, config.ws_token_ttl).map_err(anyhow::Error::msg)?);
@@ -224,76 +244,51 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         keys.push(api_key.clone());
     }
     let api_keys = Arc::new(ApiKeys::from_config(&keys.join(","), "").map_err(anyhow::Error::msg)?);
-    let retry = RetryPolicy { base: config.retry_base, max: config.retry_max };
+    let settings = config.settings();
+    let delivery_retry = config.delivery_retry();
 
-    let fallback = || FallbackDeps { catalog: catalog.clone(), events: a.events.clone(), queue: a.queue.clone() };
-    let ingest = Arc::new(IngestDeps {
-        catalog: catalog.clone(),
-        idempotency: a.idempotency.clone(),
-        events: a.events.clone(),
-        queue: a.queue.clone(),
-        clock: clock.clone(),
-        settings: IngestSettings::default(),
-    });
-    let query = Arc::new(QueryDeps {
-        events: a.events.clone(),
-        notifications: a.notifications.clone(),
-        profiles: a.profiles.clone(),
-        tokens: tokens.clone(),
-        clock: clock.clone(),
-    });
-    let ws = Arc::new(WsDeps { connections: a.connections.clone(), tokens: tokens.clone(), clock: clock.clone() });
-    let router = Arc::new(RouterDeps {
-        catalog: catalog.clone(),
-        profiles: a.profiles.clone(),
-        notifications: a.notifications.clone(),
-        queue: a.queue.clone(),
-        clock: clock.clone(),
-        retry_after: config.retry_base,
-    });
-    let deferred = Arc::new(DeferredDeps { notifications: a.notifications.clone(), queue: a.queue.clone(), clock: clock.clone(), retry_after: config.retry_base });
-    let dead_letter = Arc::new(DeadLetterDeps {
-        notifications: a.notifications.clone(),
-        queue: a.queue.clone(),
-        fallback: fallback(),
-        clock: clock.clone(),
-        retry_after: config.retry_base,
-    });
-    let fanout: Arc<dyn ChannelSender> = Arc::new(WebSocketFanout { connections: a.connections.clone(), poster: a.poster.clone(), clock: clock.clone() });
-    let sender_deps = |sender: Arc<dyn ChannelSender>| {
-        Arc::new(SendDeps {
-            notifications: a.notifications.clone(),
-            sender,
-            fallback: fallback(),
-            clock: clock.clone(),
-            retry: retry.clone(),
-            lease: Duration::from_secs(20).min(config.visibility_timeout),
-        })
-    };
+    // Every function's dependencies, built as its Lambda main builds them.
+    let ports = &a.ports;
+    let ingest = Arc::new(wiring::ingest(ports, catalog.clone(), &settings));
+    let query = Arc::new(wiring::queries(ports, tokens.clone()));
+    let ws = Arc::new(wiring::ws(ports, tokens.clone()));
+    let router = Arc::new(wiring::router(ports, catalog.clone(), &settings));
+    let deferred = Arc::new(wiring::scheduler(ports, &settings));
+    let dead_letter = Arc::new(wiring::dead_letter(ports, catalog.clone(), &settings));
+    let fanout: Arc<dyn ChannelSender> = Arc::new(WebSocketFanout { connections: ports.connections.clone(), poster: a.poster.clone(), clock: clock.clone() });
 
     // The event source mappings: which function consumes which queue.
     let mut mappings = Vec::new();
     let n = config.pollers_per_queue;
+    let queue = || ports.queue.clone();
     for lane in Lane::ALL {
-        let handler = batch_handler(router.clone(), a.visibility.clone(), |d, r| handle_route_record(d, r).boxed());
-        mappings.push(Mapping { queue: events_queue(lane), handler, concurrency: n });
+        // The router consumes its dead-letter queue too: an accepted event is never left there.
+        for events in [events_queue(lane), dead_letter_queue_of(&events_queue(lane))] {
+            let handler = batch_handler(router.clone(), queue(), |d, r| handle_route_record(d, r).boxed());
+            mappings.push(Mapping { queue: events, handler, concurrency: n });
+        }
         for channel in Channel::ALL {
             let provider = match channel {
                 Channel::Websocket => fanout.clone(),
                 _ => a.senders.iter().find(|(c, _)| *c == channel).map(|(_, s)| s.clone()).context("a provider per channel")?,
             };
-            let sender = faults.wrap(channel, provider);
-            let handler = batch_handler(sender_deps(sender), a.visibility.clone(), |d, r| handle_send_record(d, r).boxed());
+            let provider = faults.wrap(channel, ledger.wrap(channel, provider));
+            let deps = Arc::new(wiring::sender(ports, catalog.clone(), &settings, provider, delivery_retry.clone()));
+            let handler = batch_handler(deps, queue(), |d, r| handle_send_record(d, r).boxed());
             mappings.push(Mapping { queue: send_queue(channel, lane), handler, concurrency: n });
-            let handler = batch_handler(dead_letter.clone(), a.visibility.clone(), |d, r| handle_dead_letter_record(d, r).boxed());
+            let handler = batch_handler(dead_letter.clone(), queue(), |d, r| handle_dead_letter_record(d, r).boxed());
             mappings.push(Mapping { queue: dead_letter_queue_of(&send_queue(channel, lane)), handler, concurrency: 1 });
         }
     }
-    let handler = batch_handler(deferred.clone(), a.visibility.clone(), |d, r| handle_deferred_record(d, r).boxed());
-    mappings.push(Mapping { queue: DEFERRED_QUEUE.to_owned(), handler, concurrency: 1 });
+    for deferred_queue in [DEFERRED_QUEUE.to_owned(), dead_letter_queue_of(DEFERRED_QUEUE)] {
+        let handler = batch_handler(deferred.clone(), queue(), |d, r| handle_deferred_record(d, r).boxed());
+        mappings.push(Mapping { queue: deferred_queue, handler, concurrency: 1 });
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks: Vec<JoinHandle<()>> = mappings.into_iter().flat_map(|m| event_source::spawn(m, a.receiver.clone(), shutdown_rx.clone())).collect();
+    let poll_stats = PollStats::default();
+    let mut tasks: Vec<JoinHandle<()>> =
+        mappings.into_iter().flat_map(|m| event_source::spawn(m, a.receiver.clone(), poll_stats.clone(), shutdown_rx.clone())).collect();
     if let Some(handle) = &metrics {
         tasks.push(crate::metrics::spawn_upkeep(handle.clone(), shutdown_rx.clone()));
     }
@@ -318,5 +313,6 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         }
     });
     tracing::info!(%addr, backend = ?config.backend, event_types = catalog.event_types().count(), "local stack up");
-    Ok(LocalStack { addr, api_key, outbox, faults, connections, aws: a.aws, shutdown: shutdown_tx, tasks, server })
+    let inspect = Inspect { receiver: a.receiver.clone(), notifications: a.unfaulted_notifications.clone(), poll_stats };
+    Ok(LocalStack { addr, api_key, outbox, ledger, faults, connections, aws: a.aws, inspect, shutdown: shutdown_tx, tasks, server })
 }

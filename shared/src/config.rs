@@ -36,6 +36,8 @@ pub mod vars {
     pub const WS_MANAGEMENT_ENDPOINT: &str = "NOTIFY_WS_MANAGEMENT_ENDPOINT";
     pub const RETRY_BASE_MS: &str = "NOTIFY_RETRY_BASE_MS";
     pub const RETRY_MAX_MS: &str = "NOTIFY_RETRY_MAX_MS";
+    /// A sender's provider attempts before a notification fails as `retries_exhausted`.
+    pub const RETRY_MAX_ATTEMPTS: &str = "NOTIFY_RETRY_MAX_ATTEMPTS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
 
@@ -61,6 +63,7 @@ pub mod vars {
         ("WS_MANAGEMENT_ENDPOINT", WS_MANAGEMENT_ENDPOINT),
         ("RETRY_BASE_MS", RETRY_BASE_MS),
         ("RETRY_MAX_MS", RETRY_MAX_MS),
+        ("RETRY_MAX_ATTEMPTS", RETRY_MAX_ATTEMPTS),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE),
     ];
 

@@ -36,6 +36,14 @@ pub struct SendJob {
     pub message: RenderedMessage,
     /// When ingest accepted the event: the start of the ingest-to-sent latency.
     pub accepted_at: Timestamp,
+    /// How often the dead-letter handler has put this job back on its queue (see
+    /// `handlers::dead_letter`): bounded, so a job cannot cycle between queue and DLQ forever.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrives: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// On the `deferred` queue: a send job held until `deliver_after`.

@@ -21,23 +21,17 @@ use crate::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirecto
 use crate::auth::{ApiKeys, WsTokens};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, Env, vars};
-use crate::handlers::fallback::FallbackDeps;
-use crate::handlers::send::{SendDeps, handle_send_record};
+use crate::handlers::send::handle_send_record;
+use crate::wiring::{self, Ports, Settings};
 use crate::handlers::sqs_batch::{RetryPolicy, process_batch};
 use crate::ports::SystemClock;
+use crate::domain::Channel;
 use aws_lambda_events::event::sqs::SqsEvent;
 use crate::handlers::ws::{self, ConnectError, WsDeps};
 
 // ---------------------------------------------------------------------------------------------
 // Cold start: configuration.
 
-/// How soon a transient failure is retried first (`NOTIFY_RETRY_BASE_MS` when set).
-pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(2_000);
-/// The longest retry backoff (`NOTIFY_RETRY_MAX_MS` when set).
-pub const DEFAULT_RETRY_MAX: Duration = Duration::from_millis(300_000);
-/// How long a sender's claim on a notification holds: well beyond one provider call, well
-/// within the send queues' visibility timeout (180 s in `template.yaml`).
-pub const SEND_LEASE: Duration = Duration::from_secs(60);
 /// WebSocket token lifetime when `NOTIFY_WS_TOKEN_TTL_SECONDS` is unset.
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(900);
 
@@ -86,24 +80,32 @@ pub fn catalog(env: &Env) -> Result<Arc<Catalog>, StartupError> {
     Ok(Arc::new(Catalog::from_env(env)?))
 }
 
-/// How soon the router, scheduler and dead-letter handler retry a record after a transient
-/// failure: `NOTIFY_RETRY_BASE_MS`, default 2000.
-pub fn retry_after(env: &Env) -> Result<Duration, StartupError> {
-    millis(env, vars::RETRY_BASE_MS, DEFAULT_RETRY_BASE)
-}
-
-/// The senders' backoff: `NOTIFY_RETRY_BASE_MS` (default 2000) doubling up to
-/// `NOTIFY_RETRY_MAX_MS` (default 300000).
-pub fn retry_policy(env: &Env) -> Result<RetryPolicy, StartupError> {
-    let base = millis(env, vars::RETRY_BASE_MS, DEFAULT_RETRY_BASE)?;
-    let max = millis(env, vars::RETRY_MAX_MS, DEFAULT_RETRY_MAX)?;
+/// A retry policy: `defaults`, with `NOTIFY_RETRY_BASE_MS` (the first delay),
+/// `NOTIFY_RETRY_MAX_MS` (the longest) and `NOTIFY_RETRY_MAX_ATTEMPTS` (provider attempts, for
+/// senders) overriding it where set. Each function has its own environment, so a send
+/// function's values are its channel's.
+pub fn retry_policy(env: &Env, defaults: RetryPolicy) -> Result<RetryPolicy, StartupError> {
+    let base = millis(env, vars::RETRY_BASE_MS, defaults.base)?;
+    let max = millis(env, vars::RETRY_MAX_MS, defaults.max)?;
+    let max_attempts = env.number(vars::RETRY_MAX_ATTEMPTS, u64::from(defaults.max_attempts))?;
     if base.is_zero() {
         return Err(ConfigError::Invalid { name: vars::RETRY_BASE_MS, reason: "must be at least 1".into() }.into());
     }
     if max < base {
         return Err(ConfigError::Invalid { name: vars::RETRY_MAX_MS, reason: format!("must not be less than {} ({})", vars::RETRY_BASE_MS, base.as_millis()) }.into());
     }
-    Ok(RetryPolicy { base, max })
+    let max_attempts = u32::try_from(max_attempts).ok().filter(|n| *n >= 1).ok_or_else(|| ConfigError::Invalid {
+        name: vars::RETRY_MAX_ATTEMPTS,
+        reason: "must be a whole number from 1 to 4294967295".into(),
+    })?;
+    Ok(RetryPolicy { base, max, max_attempts })
+}
+
+/// The settings of the router, scheduler and dead-letter handler (and the senders' store and
+/// queue hiccups): [`RetryPolicy::PIPELINE`] with the environment's overrides.
+pub fn settings(env: &Env) -> Result<Settings, StartupError> {
+    let pipeline_retry = retry_policy(env, RetryPolicy::PIPELINE)?;
+    Ok(Settings { pipeline_retry: RetryPolicy { max_attempts: RetryPolicy::PIPELINE.max_attempts, ..pipeline_retry }, ..Settings::default() })
 }
 
 /// The CloudWatch namespace of the function's metrics: `NOTIFY_METRICS_NAMESPACE`, default
@@ -263,12 +265,13 @@ impl AwsClients {
 
 /// The whole of a send function (send-email, send-sms, send-push, ws-push) but its provider.
 /// Its `main` reads its own variables first; this reads what every sender shares (queue URLs,
-/// the notifications and events tables plus `extra_tables`, the catalog, the retry policy),
-/// then builds the clients once, asks `sender` for the channel's provider, and serves the
-/// channel's send queues with the shared send handler (claim, send, status, fallback).
+/// the notifications and events tables plus `extra_tables`, the catalog, the channel's retry
+/// policy), then builds the clients once, asks `sender` for the channel's provider, and serves
+/// the channel's send queues with the shared send handler (claim, send, status, fallback).
 pub async fn serve_send_queues<S>(
     telemetry: crate::telemetry::LambdaTelemetry,
     env: &Env,
+    channel: Channel,
     extra_tables: &[Table],
     sender: S,
 ) -> Result<(), lambda_runtime::Error>
@@ -278,20 +281,17 @@ where
     let directory = queue_directory(env)?;
     let tables = table_names(env, &[&[Table::Notifications, Table::Events], extra_tables].concat())?;
     let catalog = catalog(env)?;
-    let retry = retry_policy(env)?;
+    let retry = retry_policy(env, RetryPolicy::for_channel(channel))?;
+    // Store and queue hiccups back off on the pipeline's schedule, not the provider's.
+    let settings = Settings::default();
 
     let sdk = crate::adapters::aws::sdk_config().await;
     let aws = AwsClients::new(&sdk);
     let store = aws.store(tables);
     let queue = aws.queue(directory);
-    let deps = SendDeps {
-        notifications: store.clone(),
-        sender: sender(&sdk, &aws, &store),
-        fallback: FallbackDeps { catalog, events: store, queue: queue.clone() },
-        clock: Arc::new(SystemClock),
-        retry,
-        lease: SEND_LEASE,
-    };
+    let provider = sender(&sdk, &aws, &store);
+    let ports = Ports::over(queue.clone(), store, Arc::new(SystemClock));
+    let deps = wiring::sender(&ports, catalog, &settings, provider, retry);
 
     let (deps, queue) = (&deps, queue.as_ref());
     telemetry
@@ -299,6 +299,13 @@ where
             Ok::<_, lambda_runtime::Error>(process_batch(&event.payload, queue, |record| handle_send_record(deps, record)).await)
         })
         .await
+}
+
+/// The ports of a function that queues nothing (api, ws-connect, ws-disconnect): a queue
+/// directory that knows no queue, so a handler reaching for one fails loudly (like the tables it
+/// was not given) instead of touching anything.
+pub fn ports_without_queues(aws: &AwsClients, tables: TableNames) -> Ports {
+    Ports::over(aws.queue(QueueDirectory::new(Default::default())), aws.store(tables), Arc::new(SystemClock))
 }
 
 /// Posts to WebSocket connections through the stage's management endpoint.
@@ -571,13 +578,20 @@ mod tests {
 
     #[test]
     fn retry_settings_default_and_validate() {
-        let p = retry_policy(&Env::default()).unwrap();
-        assert_eq!((p.base, p.max), (DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX));
-        assert_eq!(retry_after(&Env::from_pairs([(vars::RETRY_BASE_MS, "500")])).unwrap(), Duration::from_millis(500));
-        let e = retry_policy(&Env::from_pairs([(vars::RETRY_BASE_MS, "5000"), (vars::RETRY_MAX_MS, "100")])).unwrap_err();
+        let p = retry_policy(&Env::default(), RetryPolicy::DELIVERY).unwrap();
+        assert_eq!(p, RetryPolicy::DELIVERY);
+        let env = Env::from_pairs([(vars::RETRY_BASE_MS, "500"), (vars::RETRY_MAX_ATTEMPTS, "4")]);
+        let p = retry_policy(&env, RetryPolicy::DELIVERY).unwrap();
+        assert_eq!((p.base, p.max, p.max_attempts), (Duration::from_millis(500), RetryPolicy::DELIVERY.max, 4));
+        let e = retry_policy(&Env::from_pairs([(vars::RETRY_BASE_MS, "5000"), (vars::RETRY_MAX_MS, "100")]), RetryPolicy::DELIVERY).unwrap_err();
         assert!(e.to_string().starts_with("environment variable NOTIFY_RETRY_MAX_MS is invalid"), "{e}");
-        let e = retry_after(&Env::from_pairs([(vars::RETRY_BASE_MS, "2s")])).unwrap_err();
+        let e = retry_policy(&Env::from_pairs([(vars::RETRY_BASE_MS, "2s")]), RetryPolicy::DELIVERY).unwrap_err();
         assert!(e.to_string().starts_with("environment variable NOTIFY_RETRY_BASE_MS is invalid"), "{e}");
+        let e = retry_policy(&Env::from_pairs([(vars::RETRY_MAX_ATTEMPTS, "0")]), RetryPolicy::DELIVERY).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable NOTIFY_RETRY_MAX_ATTEMPTS is invalid"), "{e}");
+        let pipeline = settings(&Env::from_pairs([(vars::RETRY_BASE_MS, "250"), (vars::RETRY_MAX_ATTEMPTS, "3")])).unwrap().pipeline_retry;
+        assert_eq!(pipeline.base, Duration::from_millis(250));
+        assert_eq!(pipeline.max_attempts, RetryPolicy::PIPELINE.max_attempts, "the pipeline never gives up on an accepted event");
     }
 
     #[test]

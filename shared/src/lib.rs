@@ -18,3 +18,4 @@ pub mod ports;
 pub mod routing;
 pub mod telemetry;
 pub mod topology;
+pub mod wiring;

@@ -63,6 +63,19 @@ pub fn dead_letter_queue_of(queue: &str) -> String {
     }
 }
 
+/// Whether `queue` is a dead-letter queue (`…-dlq.fifo`, `…-dlq`).
+pub fn is_dead_letter_queue(queue: &str) -> bool {
+    queue.strip_suffix(".fifo").unwrap_or(queue).ends_with("-dlq")
+}
+
+/// Receives after which a main queue's redrive policy moves a message to its dead-letter queue.
+///
+/// A safety net, not the retry budget: senders give up by their own count of provider attempts
+/// ([`RetryPolicy`](crate::handlers::sqs_batch::RetryPolicy)), and on a FIFO queue every record
+/// held back behind a failing one of its group is received (and counted) again too. Fifty
+/// receives at the pipeline's backoff (1 s doubling to 5 min) is over three hours of trouble.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 50;
+
 /// Tunables of the topology; the local stack and tests shorten them.
 #[derive(Clone, Debug)]
 pub struct TopologySettings {
@@ -72,7 +85,7 @@ pub struct TopologySettings {
 
 impl Default for TopologySettings {
     fn default() -> Self {
-        Self { visibility_timeout: Duration::from_secs(30), max_receive_count: 5 }
+        Self { visibility_timeout: Duration::from_secs(30), max_receive_count: DEFAULT_MAX_RECEIVE_COUNT }
     }
 }
 
@@ -107,6 +120,8 @@ mod tests {
         assert_eq!(send_queue(Channel::Email, Lane::Fast), "send-email-fast.fifo");
         assert_eq!(dead_letter_queue_of("send-email-fast.fifo"), "send-email-fast-dlq.fifo");
         assert_eq!(dead_letter_queue_of("deferred"), "deferred-dlq");
+        assert!(is_dead_letter_queue("send-email-fast-dlq.fifo") && is_dead_letter_queue("deferred-dlq"));
+        assert!(!is_dead_letter_queue("send-email-fast.fifo") && !is_dead_letter_queue("deferred"));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 use lambda_http::Error;
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::queries::QueryDeps;
 use shared::lambda::{self, AwsClients, Table};
-use shared::ports::SystemClock;
+use shared::wiring;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -19,14 +18,7 @@ async fn main() -> Result<(), Error> {
     let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users])?;
 
     let aws = AwsClients::new(&sdk_config().await);
-    let store = aws.store(tables);
-    let deps = Arc::new(QueryDeps {
-        events: store.clone(),
-        notifications: store.clone(),
-        profiles: store,
-        tokens,
-        clock: Arc::new(SystemClock),
-    });
+    let deps = Arc::new(wiring::queries(&lambda::ports_without_queues(&aws, tables), tokens));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

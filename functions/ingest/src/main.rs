@@ -4,9 +4,9 @@
 use lambda_http::Error;
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::ingest::{IngestDeps, IngestSettings};
 use shared::lambda::{self, AwsClients, Table};
 use shared::ports::SystemClock;
+use shared::wiring::{self, Ports, Settings};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -20,15 +20,8 @@ async fn main() -> Result<(), Error> {
     let catalog = lambda::catalog(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
-    let store = aws.store(tables);
-    let deps = Arc::new(IngestDeps {
-        catalog,
-        idempotency: store.clone(),
-        events: store,
-        queue: aws.queue(directory),
-        clock: Arc::new(SystemClock),
-        settings: IngestSettings::default(),
-    });
+    let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
+    let deps = Arc::new(wiring::ingest(&ports, catalog, &Settings::default()));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/events`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/events`) and nothing would
     // match unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

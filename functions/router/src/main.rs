@@ -1,4 +1,4 @@
-//! `router`: consumes `events-fast.fifo` and `events-bulk.fifo`. For each accepted event it
+//! `router`: consumes `events-fast.fifo` and `events-bulk.fifo` (and their dead-letter queues). For each accepted event it
 //! decides the channels, renders each message, records one notification per channel and queues
 //! the send jobs (or parks them on `deferred` until their time).
 
@@ -6,10 +6,11 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::router::{RouterDeps, handle_route_record};
+use shared::handlers::router::handle_route_record;
 use shared::handlers::sqs_batch::process_batch;
 use shared::lambda::{self, AwsClients, Table};
 use shared::ports::SystemClock;
+use shared::wiring::{self, Ports};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -20,12 +21,12 @@ async fn main() -> Result<(), Error> {
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Users, Table::Notifications])?;
     let catalog = lambda::catalog(&env)?;
-    let retry_after = lambda::retry_after(&env)?;
+    let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
-    let store = aws.store(tables);
     let queue = aws.queue(directory);
-    let deps = RouterDeps { catalog, profiles: store.clone(), notifications: store, queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
+    let ports = Ports::over(queue.clone(), aws.store(tables), Arc::new(SystemClock));
+    let deps = wiring::router(&ports, catalog, &settings);
 
     let (deps, queue) = (&deps, queue.as_ref());
     telemetry.run(|event: LambdaEvent<SqsEvent>| async move {

@@ -1,14 +1,15 @@
-//! `scheduler`: consumes the `deferred` queue. A send job held for later (scheduled send, quiet
+//! `scheduler`: consumes the `deferred` queue (and `deferred-dlq`). A send job held for later (scheduled send, quiet
 //! hours) hops on it 15 minutes at a time, then is released to its channel's queue when due.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::deferred::{DeferredDeps, handle_deferred_record};
+use shared::handlers::deferred::handle_deferred_record;
 use shared::handlers::sqs_batch::process_batch;
 use shared::lambda::{self, AwsClients, Table};
 use shared::ports::SystemClock;
+use shared::wiring::{self, Ports};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -18,11 +19,12 @@ async fn main() -> Result<(), Error> {
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Notifications])?;
-    let retry_after = lambda::retry_after(&env)?;
+    let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
     let queue = aws.queue(directory);
-    let deps = DeferredDeps { notifications: aws.store(tables), queue: queue.clone(), clock: Arc::new(SystemClock), retry_after };
+    let ports = Ports::over(queue.clone(), aws.store(tables), Arc::new(SystemClock));
+    let deps = wiring::scheduler(&ports, &settings);
 
     let (deps, queue) = (&deps, queue.as_ref());
     telemetry.run(|event: LambdaEvent<SqsEvent>| async move {

@@ -5,6 +5,7 @@
 use lambda_runtime::Error;
 use shared::adapters::aws::SnsPushSender;
 use shared::config::Env;
+use shared::domain::Channel;
 use shared::lambda;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let (fcm_application, apns_application) = lambda::push_application_arns(&env)?;
-    lambda::serve_send_queues(telemetry, &env, &[], |_, aws, _| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Push, &[], |_, aws, _| {
         Arc::new(SnsPushSender::new(aws.sns.clone(), fcm_application, apns_application))
     })
     .await

@@ -6,9 +6,8 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::ws::WsDeps;
 use shared::lambda::{self, AwsClients, Table};
-use shared::ports::SystemClock;
+use shared::wiring;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -20,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let tables = lambda::table_names(&env, &[Table::Connections])?;
 
     let aws = AwsClients::new(&sdk_config().await);
-    let deps = WsDeps { connections: aws.store(tables), tokens, clock: Arc::new(SystemClock) };
+    let deps = wiring::ws(&lambda::ports_without_queues(&aws, tables), tokens);
 
     let deps = &deps;
     telemetry.run(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

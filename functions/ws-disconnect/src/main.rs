@@ -4,9 +4,8 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
-use shared::handlers::ws::WsDeps;
 use shared::lambda::{self, AwsClients, Table};
-use shared::ports::SystemClock;
+use shared::wiring;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -18,7 +17,7 @@ async fn main() -> Result<(), Error> {
 
     let aws = AwsClients::new(&sdk_config().await);
     // Disconnecting verifies no token, so this function needs no NOTIFY_WS_TOKEN_SECRET.
-    let deps = WsDeps { connections: aws.store(tables), tokens: Arc::new(lambda::unused_ws_tokens()), clock: Arc::new(SystemClock) };
+    let deps = wiring::ws(&lambda::ports_without_queues(&aws, tables), Arc::new(lambda::unused_ws_tokens()));
 
     let deps = &deps;
     telemetry.run(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

@@ -4,6 +4,7 @@
 
 use lambda_runtime::Error;
 use shared::config::Env;
+use shared::domain::Channel;
 use shared::handlers::ws::WebSocketFanout;
 use shared::lambda::{self, Table};
 use shared::ports::SystemClock;
@@ -15,7 +16,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let management_endpoint = lambda::ws_management_endpoint(&env)?;
-    lambda::serve_send_queues(telemetry, &env, &[Table::Connections], |sdk, _, store| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Websocket, &[Table::Connections], |sdk, _, store| {
         Arc::new(WebSocketFanout {
             connections: store.clone(),
             poster: Arc::new(lambda::connection_poster(sdk, &management_endpoint)),

@@ -119,6 +119,7 @@ fn notification(event: &str, channel: Channel, user_id: &str, created: i64) -> N
         attempts: 0,
         last_error: None,
         fallback_for: None,
+        fallback: None,
         deliver_after: None,
         lease_until: None,
         provider_message_id: None,

@@ -163,6 +163,56 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Whether `other` is the same event, as far as a round trip through a store can tell: like
+    /// `==`, except that payload numbers compare by value. DynamoDB keeps a number's value, not
+    /// its JSON form: `59.0` is stored as `59` and read back as an integer, which `==` on
+    /// [`Value`] tells apart from the float.
+    pub fn same_as(&self, other: &Event) -> bool {
+        // Destructured so that a new field cannot be left out of the comparison.
+        let Event { event_id, event_type, user_id, payload, priority, channels, locale, send_after, occurred_at } = self;
+        *event_id == other.event_id
+            && *event_type == other.event_type
+            && *user_id == other.user_id
+            && same_json(payload, &other.payload)
+            && *priority == other.priority
+            && *channels == other.channels
+            && *locale == other.locale
+            && *send_after == other.send_after
+            && *occurred_at == other.occurred_at
+    }
+}
+
+/// `a == b`, but numbers compare by value: an integral float equals the integer it holds.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => number_value(x) == number_value(y),
+        (Value::Array(xs), Value::Array(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same_json(x, y)),
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len() && xs.iter().all(|(k, x)| ys.get(k).is_some_and(|y| same_json(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
+#[derive(PartialEq)]
+enum NumberValue {
+    Integer(i128),
+    Float(f64),
+}
+
+fn number_value(n: &serde_json::Number) -> NumberValue {
+    if let Some(i) = n.as_i64() {
+        return NumberValue::Integer(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return NumberValue::Integer(u.into());
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    // Every integral f64 below 2^127 converts to i128 exactly.
+    if f.fract() == 0.0 && f.abs() < 2f64.powi(127) { NumberValue::Integer(f as i128) } else { NumberValue::Float(f) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +244,30 @@ mod tests {
         for expected in ["/colour", "/event_id", "/event_type", "/user_id", "/payload", "/priority", "/channels/1", "/channels/2", "/send_after"] {
             assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
         }
+    }
+
+    #[test]
+    fn same_as_compares_payload_numbers_by_value() {
+        let parse = |text: &str| Event::parse(&serde_json::from_str(text).unwrap()).unwrap();
+        let sent = parse(r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": 59.0, "b": [1e20, 0.5], "c": -0.0}}"#);
+        // What DynamoDB gives back: integral numbers as integers.
+        let stored = parse(r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": 59, "b": [100000000000000000000, 0.5], "c": 0}}"#);
+        assert_ne!(sent, stored, "== tells the float from the integer");
+        assert!(sent.same_as(&stored) && stored.same_as(&sent));
+
+        for other in [
+            r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": 59.5, "b": [1e20, 0.5], "c": 0}}"#,
+            r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": 59, "b": [1e20, 0.5]}}"#,
+            r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": "59", "b": [1e20, 0.5], "c": 0}}"#,
+            r#"{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {"a": 59, "b": [1e20, 0.5], "c": 0}, "priority": "low"}"#,
+            r#"{"event_id": "e-1", "event_type": "t", "user_id": "v", "payload": {"a": 59, "b": [1e20, 0.5], "c": 0}}"#,
+        ] {
+            assert!(!sent.same_as(&parse(other)), "{other}");
+        }
+        // Integers beyond f64's precision still compare exactly.
+        let big = |n: &str| parse(&format!(r#"{{"event_id": "e-1", "event_type": "t", "user_id": "u", "payload": {{"n": {n}}}}}"#));
+        assert!(!big("9007199254740993").same_as(&big("9007199254740992.0")));
+        assert!(big("9007199254740992").same_as(&big("9007199254740992.0")));
     }
 
     #[test]

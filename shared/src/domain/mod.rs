@@ -7,10 +7,11 @@ pub mod notification;
 pub mod problem;
 pub mod profile;
 pub mod schedule;
+pub mod storable;
 
 pub use channel::{Channel, Lane, Priority};
 pub use event::Event;
 pub use ids::{EventId, NotificationId, UserId};
-pub use notification::{Guard, Notification, Status, Transition};
+pub use notification::{AttemptChange, FallbackProgress, Guard, Notification, Status, Transition};
 pub use problem::FieldError;
 pub use profile::{Preferences, Profile};

@@ -75,6 +75,11 @@ pub struct Notification {
     /// The channel this one stands in for, when it was created as a fallback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_for: Option<Channel>,
+    /// Set when it failed for good and its event type names a channel to try instead: part of
+    /// the state machine, so a handler that dies between recording the failure and queueing the
+    /// fallback leaves a trace the next delivery of its job (or the dead-letter handler) finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackProgress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_after: Option<Timestamp>,
     /// While `sending`: until when the claim holds; after that another sender may take it over.
@@ -91,6 +96,37 @@ pub struct Notification {
     pub sent_at: Option<Timestamp>,
 }
 
+/// The fallback of a failed notification: which channel, and whether the request to route it is
+/// on the events queue yet. `queued: false` means "owed": whoever handles the notification next
+/// queues it (the request is deduplicated, and routing it twice creates nothing new).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackProgress {
+    pub channel: Channel,
+    pub queued: bool,
+}
+
+impl Notification {
+    /// Failed for good with a fallback channel whose request is not yet queued.
+    pub fn owes_fallback(&self) -> Option<Channel> {
+        match self.fallback {
+            Some(FallbackProgress { channel, queued: false }) if self.status == Status::Failed => Some(channel),
+            _ => None,
+        }
+    }
+}
+
+/// How a transition changes the attempt counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttemptChange {
+    #[default]
+    Keep,
+    /// One more provider call (the claim counts it before the call, so a crash counts too).
+    Count,
+    /// Take back the attempt the claim counted: the provider asked us to slow down, which is
+    /// not a failed attempt.
+    Refund,
+}
+
 /// A change of state, applied by a store only when its [`Guard`] holds at the moment of writing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transition {
@@ -101,8 +137,9 @@ pub struct Transition {
     pub last_error: Option<Option<String>>,
     pub lease_until: Option<Option<Timestamp>>,
     pub provider_message_id: Option<String>,
-    pub increment_attempts: bool,
+    pub attempts: AttemptChange,
     pub sent_at: Option<Timestamp>,
+    pub fallback: Option<Option<FallbackProgress>>,
 }
 
 impl Transition {
@@ -114,8 +151,9 @@ impl Transition {
             last_error: None,
             lease_until: None,
             provider_message_id: None,
-            increment_attempts: false,
+            attempts: AttemptChange::Keep,
             sent_at: None,
+            fallback: None,
         }
     }
 
@@ -140,7 +178,17 @@ impl Transition {
     }
 
     pub fn count_attempt(mut self) -> Self {
-        self.increment_attempts = true;
+        self.attempts = AttemptChange::Count;
+        self
+    }
+
+    pub fn refund_attempt(mut self) -> Self {
+        self.attempts = AttemptChange::Refund;
+        self
+    }
+
+    pub fn fallback(mut self, fallback: Option<FallbackProgress>) -> Self {
+        self.fallback = Some(fallback);
         self
     }
 
@@ -166,8 +214,13 @@ impl Transition {
         if let Some(p) = &self.provider_message_id {
             out.provider_message_id = Some(p.clone());
         }
-        if self.increment_attempts {
-            out.attempts += 1;
+        match self.attempts {
+            AttemptChange::Keep => {}
+            AttemptChange::Count => out.attempts += 1,
+            AttemptChange::Refund => out.attempts = out.attempts.saturating_sub(1),
+        }
+        if let Some(f) = self.fallback {
+            out.fallback = f;
         }
         if let Some(s) = self.sent_at {
             out.sent_at = Some(s);
@@ -218,6 +271,7 @@ mod tests {
             attempts: 0,
             last_error: None,
             fallback_for: None,
+            fallback: None,
             deliver_after: None,
             lease_until: None,
             provider_message_id: None,

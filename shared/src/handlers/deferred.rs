@@ -1,11 +1,14 @@
 //! The scheduler: holds a send job on the `deferred` queue (SQS delays are 15 minutes at most, so
 //! longer waits hop several times) and releases it to its channel's queue when its time comes.
+//! The scheduler also consumes `deferred-dlq` with this same handler: a job that got there (its
+//! queue's redrive, after hours of store or queue trouble) is released or re-deferred like any
+//! other, so that queue is never a dead end.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::router::outgoing_message;
-use super::sqs_batch::{Record, RecordOutcome};
+use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::domain::{Guard, Status, Transition};
 use crate::jobs::{DeferredJob, decode, encode};
 use crate::ports::queue::MAX_DELAY;
@@ -16,15 +19,17 @@ pub struct DeferredDeps {
     pub notifications: Arc<dyn NotificationStore>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
-    pub retry_after: Duration,
+    /// Backoff after a store or queue failure.
+    pub retry: RetryPolicy,
 }
 
 pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> RecordOutcome {
+    let retry = || RecordOutcome::Retry(deps.retry.backoff(record.receive_count));
     let deferred: DeferredJob = match decode(record.body, "deferred job") {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(error = %e, "unreadable deferred job");
-            return RecordOutcome::Retry(deps.retry_after);
+            return RecordOutcome::Park(ParkReason::Unreadable);
         }
     };
     let now = deps.clock.now();
@@ -35,7 +40,7 @@ pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> 
             Ok(()) => RecordOutcome::Done,
             Err(e) => {
                 tracing::warn!(error = %e, "could not re-defer");
-                RecordOutcome::Retry(deps.retry_after)
+                retry()
             }
         };
     }
@@ -45,10 +50,11 @@ pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> 
     match deps.notifications.transition(id, &Guard::StatusIn(vec![Status::Scheduled]), &release).await {
         Ok(TransitionOutcome::Applied(_)) => {}
         Ok(TransitionOutcome::Rejected(n)) if n.status == Status::Pending => {} // released before; queue again
-        Ok(_) => return RecordOutcome::Done,
+        Ok(TransitionOutcome::Rejected(_)) => return RecordOutcome::Done, // sending or final already
+        Ok(TransitionOutcome::NotFound) => return RecordOutcome::Park(ParkReason::UnknownNotification),
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
-            return RecordOutcome::Retry(deps.retry_after);
+            return retry();
         }
     }
     let (queue, message) = outgoing_message(deferred.job, None, now);
@@ -60,7 +66,7 @@ pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> 
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not release");
-            RecordOutcome::Retry(deps.retry_after)
+            retry()
         }
     }
 }

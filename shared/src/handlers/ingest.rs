@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::domain::ids::message_group_for;
-use crate::domain::{Event, FieldError};
+use crate::domain::{Event, FieldError, storable};
 use crate::jobs::{RouteJob, encode};
 use crate::metrics::{self, RejectReason};
 use crate::ports::queue::MAX_MESSAGE_BYTES;
@@ -60,7 +60,8 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("request body is not JSON: {0}")]
     Malformed(String),
-    /// The envelope is invalid (`event_id`, `user_id`, `priority` …).
+    /// The envelope is invalid (`event_id`, `user_id`, `priority` …), or the event holds what
+    /// can never be stored or queued (see [`storable`]).
     #[error("the event is invalid")]
     Invalid(Vec<FieldError>),
     #[error("the event type is not in the catalog")]
@@ -68,10 +69,15 @@ pub enum IngestError {
     /// The payload fails its event type's JSON Schema.
     #[error("the payload does not match its event type's schema")]
     SchemaViolation(Vec<FieldError>),
+    /// The `event_id` names another event: one with a live idempotency record of another body,
+    /// or a recorded event that differs, however old.
     #[error("event_id was already used for a different event")]
     Conflict,
+    /// Another request holds the `event_id`'s claim; it lapses after `retry_after` (whole
+    /// seconds, at least one) if that request dies.
     #[error("a request with this event_id is still being processed")]
-    InProgress,
+    InProgress { retry_after: Duration },
+    /// A backing service failed: the same request may succeed later.
     #[error("service unavailable")]
     Unavailable,
 }
@@ -86,7 +92,7 @@ impl IngestError {
             IngestError::UnknownEventType(_) => RejectReason::UnknownEventType,
             IngestError::SchemaViolation(_) => RejectReason::SchemaViolation,
             IngestError::Conflict => RejectReason::IdempotencyConflict,
-            IngestError::InProgress => RejectReason::InProgress,
+            IngestError::InProgress { .. } => RejectReason::InProgress,
             IngestError::Unavailable => RejectReason::Unavailable,
         }
     }
@@ -99,6 +105,13 @@ fn payload_hash(body: &Value) -> String {
 
 fn at(now: Timestamp, d: Duration) -> Timestamp {
     now.checked_add(d).unwrap_or(now)
+}
+
+/// How long until `until`, in whole seconds rounded up, at least one: a `Retry-After`.
+fn wait_until(now: Timestamp, until: Timestamp) -> Duration {
+    let nanos = (until.as_nanosecond() - now.as_nanosecond()).max(0);
+    let seconds = (nanos + 999_999_999) / 1_000_000_000;
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX).max(1))
 }
 
 pub fn location_of(event_id: &str) -> String {
@@ -115,6 +128,11 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
         return Err(IngestError::UnknownEventType(vec![FieldError::new("/event_type", format!("unknown event type {:?}", event.event_type))]));
     };
     event_type.check_payload(&event.payload).map_err(IngestError::SchemaViolation)?;
+    // What DynamoDB or SQS refuses would fail every attempt: refuse it now, not with a 503.
+    let unstorable = storable::check_event(&value);
+    if !unstorable.is_empty() {
+        return Err(IngestError::Invalid(unstorable));
+    }
 
     let key = event.event_id.as_str().to_owned();
     let hash = payload_hash(&value);
@@ -137,35 +155,41 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
             IdempotencyState::Completed { response } => {
                 Ok(Accepted { status: response.status, body: response.body, location, replayed: true })
             }
-            IdempotencyState::InProgress { .. } => Err(IngestError::InProgress),
+            IdempotencyState::InProgress { until } => Err(IngestError::InProgress { retry_after: wait_until(now, until) }),
         };
     }
 
     let priority = event.priority.unwrap_or(event_type.priority);
-    let lane = priority.lane();
-    let record = EventRecord { event: event.clone(), priority, lane, accepted_at: now };
-    let job = encode(&RouteJob { event: event.clone(), priority, accepted_at: now, fallback: None });
-    if job.len() > MAX_MESSAGE_BYTES {
+    let fresh = EventRecord { event: event.clone(), priority, lane: priority.lane(), accepted_at: now };
+    if route_job(&fresh).len() > MAX_MESSAGE_BYTES {
         release(deps, &key).await;
         return Err(IngestError::TooLarge { limit: deps.settings.max_body_bytes });
     }
-    let enqueue = async {
-        deps.events.put_event(&record).await.map_err(|e| e.to_string())?;
-        let message = OutgoingMessage::fifo(job, message_group_for(&event.user_id), key.clone());
-        deps.queue.send_batch(&events_queue(lane), vec![message]).await.map_err(|e| e.to_string())
+    // The record in force: ours, or the one an earlier request with this event_id wrote (its
+    // idempotency record expired, or it failed after writing).
+    let (record, written) = match record_event(deps, fresh).await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            release(deps, &key).await;
+            return Err(e);
+        }
     };
-    if let Err(error) = enqueue.await {
-        tracing::error!(%error, event_id = %key, "could not record or queue the event");
+    // Queued again when the event was recorded before: the earlier request may have failed to
+    // queue it, and routing is idempotent (notification ids derive from event and channel).
+    let message = OutgoingMessage::fifo(route_job(&record), message_group_for(&event.user_id), key.clone());
+    if let Err(error) = deps.queue.send_batch(&events_queue(record.lane), vec![message]).await {
+        tracing::error!(%error, event_id = %key, "could not queue the event");
         release(deps, &key).await;
         return Err(IngestError::Unavailable);
     }
 
+    // From the record in force, so a repeat of an event answers as its first acceptance did.
     let body = json!({
         "event_id": key,
-        "event_type": event.event_type,
+        "event_type": record.event.event_type,
         "status": "accepted",
-        "priority": priority,
-        "accepted_at": now,
+        "priority": record.priority,
+        "accepted_at": record.accepted_at,
         "links": { "self": location },
     })
     .to_string();
@@ -174,13 +198,599 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
         // deterministic notification ids keep a second routing from sending anything twice.
         tracing::warn!(error = %e, event_id = %key, "could not store the idempotent response");
     }
-    metrics::event_accepted(lane);
-    tracing::info!(event_id = %key, event_type = %event.event_type, priority = priority.as_str(), "event accepted");
-    Ok(Accepted { status: 202, body, location, replayed: false })
+    if written {
+        metrics::event_accepted(record.lane);
+        tracing::info!(event_id = %key, event_type = %event.event_type, priority = record.priority.as_str(), "event accepted");
+    } else {
+        tracing::info!(event_id = %key, "event was already recorded; answered as first accepted");
+    }
+    Ok(Accepted { status: 202, body, location, replayed: !written })
+}
+
+fn route_job(record: &EventRecord) -> String {
+    encode(&RouteJob { event: record.event.clone(), priority: record.priority, accepted_at: record.accepted_at, fallback: None })
+}
+
+/// Writes `fresh` unless an event with its id is recorded. Returns the record in force and
+/// whether this call wrote it; an event recorded with another body is a [`IngestError::Conflict`]
+/// however old it is.
+async fn record_event(deps: &IngestDeps, fresh: EventRecord) -> Result<(EventRecord, bool), IngestError> {
+    let event_id = fresh.event.event_id.clone();
+    match deps.events.put_event(&fresh).await {
+        Ok(true) => return Ok((fresh, true)),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, %event_id, "could not record the event");
+            return Err(IngestError::Unavailable);
+        }
+    }
+    match deps.events.get_event(&event_id).await {
+        Ok(Some(stored)) if stored.event.same_as(&fresh.event) => Ok((stored, false)),
+        Ok(Some(_)) => Err(IngestError::Conflict),
+        Ok(None) => {
+            // Deleted (retention) between the write and the read: a retry writes it afresh.
+            tracing::warn!(%event_id, "the recorded event vanished before it could be compared");
+            Err(IngestError::Unavailable)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %event_id, "could not read the recorded event");
+            Err(IngestError::Unavailable)
+        }
+    }
 }
 
 async fn release(deps: &IngestDeps, key: &str) {
     if let Err(e) = deps.idempotency.release(key).await {
         tracing::warn!(error = %e, event_id = %key, "could not release the idempotency claim; it lapses by itself");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::queue::MemoryQueue;
+    use crate::adapters::memory::store::MemoryStore;
+    use crate::domain::storable::MAX_PAYLOAD_DEPTH;
+    use crate::domain::{EventId, Lane, Priority};
+    use crate::jobs::decode;
+    use crate::ports::{QueueError, QueueReceiver, StoreError};
+    use crate::topology::all_queues;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    // -----------------------------------------------------------------------------------------
+    // Doubles.
+
+    /// A clock that stands still until stepped.
+    struct StepClock(Mutex<Timestamp>);
+
+    impl StepClock {
+        fn advance(&self, d: Duration) {
+            let mut t = self.0.lock().unwrap();
+            *t = t.checked_add(d).unwrap();
+        }
+    }
+
+    impl Clock for StepClock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Op {
+        Claim,
+        Complete,
+        Release,
+        PutEvent,
+        GetEvent,
+    }
+
+    /// The in-process store, counting calls; each call named in `down` fails as an outage.
+    #[derive(Default)]
+    struct Store {
+        inner: MemoryStore,
+        down: Mutex<Vec<Op>>,
+        calls: Mutex<Vec<Op>>,
+        /// `put_event` answers "exists" without writing, as if the event were recorded and then
+        /// deleted by retention before `get_event` looks.
+        vanishing: AtomicBool,
+    }
+
+    impl Store {
+        fn fail(&self, op: Op) {
+            self.down.lock().unwrap().push(op);
+        }
+
+        fn heal(&self) {
+            self.down.lock().unwrap().clear();
+        }
+
+        fn calls(&self, op: Op) -> usize {
+            self.calls.lock().unwrap().iter().filter(|c| **c == op).count()
+        }
+
+        fn call(&self, op: Op) -> Result<(), StoreError> {
+            self.calls.lock().unwrap().push(op);
+            if self.down.lock().unwrap().contains(&op) {
+                return Err(StoreError::Unavailable(format!("{op:?} is down")));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl IdempotencyStore for Store {
+        async fn claim(&self, key: &str, hash: &str, now: Timestamp, until: Timestamp, expires_at: Timestamp) -> Result<Claim, StoreError> {
+            self.call(Op::Claim)?;
+            self.inner.claim(key, hash, now, until, expires_at).await
+        }
+
+        async fn complete(&self, key: &str, hash: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
+            self.call(Op::Complete)?;
+            self.inner.complete(key, hash, response, expires_at).await
+        }
+
+        async fn release(&self, key: &str) -> Result<(), StoreError> {
+            self.call(Op::Release)?;
+            self.inner.release(key).await
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for Store {
+        async fn put_event(&self, record: &EventRecord) -> Result<bool, StoreError> {
+            self.call(Op::PutEvent)?;
+            if self.vanishing.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            self.inner.put_event(record).await
+        }
+
+        async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+            self.call(Op::GetEvent)?;
+            self.inner.get_event(event_id).await
+        }
+    }
+
+    /// The in-process queues, counting sends; while `down`, every send fails as an outage.
+    struct Queue {
+        inner: MemoryQueue,
+        down: AtomicBool,
+        sends: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl QueueSender for Queue {
+        async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError> {
+            self.sends.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(QueueError::Unavailable("the queue is down".into()));
+            }
+            self.inner.send_batch(queue, messages).await
+        }
+    }
+
+    struct Harness {
+        deps: IngestDeps,
+        store: Arc<Store>,
+        queue: Arc<Queue>,
+        clock: Arc<StepClock>,
+    }
+
+    fn catalog() -> Arc<Catalog> {
+        static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
+        CATALOG.get_or_init(|| Arc::new(Catalog::embedded().expect("the repository catalog loads"))).clone()
+    }
+
+    const T0: &str = "2026-11-22T10:00:00Z";
+
+    fn harness() -> Harness {
+        harness_with(IngestSettings::default())
+    }
+
+    fn harness_with(settings: IngestSettings) -> Harness {
+        let store = Arc::new(Store::default());
+        let queue = Arc::new(Queue {
+            inner: MemoryQueue::new(&all_queues(&Default::default())),
+            down: AtomicBool::new(false),
+            sends: AtomicUsize::new(0),
+        });
+        let clock = Arc::new(StepClock(Mutex::new(T0.parse().unwrap())));
+        let deps = IngestDeps {
+            catalog: catalog(),
+            idempotency: store.clone(),
+            events: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            settings,
+        };
+        Harness { deps, store, queue, clock }
+    }
+
+    impl Harness {
+        async fn submit(&self, body: &Value) -> Result<Accepted, IngestError> {
+            submit_event(&self.deps, body.to_string().as_bytes()).await
+        }
+
+        async fn depth(&self, lane: Lane) -> usize {
+            self.queue.inner.depth(&events_queue(lane)).await.unwrap()
+        }
+
+        fn sends(&self) -> usize {
+            self.queue.sends.load(Ordering::SeqCst)
+        }
+
+        async fn stored(&self, event_id: &str) -> Option<EventRecord> {
+            self.store.inner.get_event(&EventId::parse(event_id).unwrap()).await.unwrap()
+        }
+
+        /// The route jobs waiting on `lane`, received (and so hidden) for inspection.
+        async fn take_jobs(&self, lane: Lane) -> Vec<RouteJob> {
+            let messages = self.queue.inner.receive(&events_queue(lane), 10, Duration::ZERO).await.unwrap();
+            messages.iter().map(|m| decode::<RouteJob>(&m.body, "route job").unwrap()).collect()
+        }
+    }
+
+    /// `order.completed`: `high` by default, so the fast lane.
+    fn order(event_id: &str) -> Value {
+        json!({
+            "event_id": event_id,
+            "event_type": "order.completed",
+            "user_id": "u-42",
+            "payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR"},
+        })
+    }
+
+    /// `user.registered`: `normal` by default, so the bulk lane.
+    fn welcome(event_id: &str) -> Value {
+        json!({"event_id": event_id, "event_type": "user.registered", "user_id": "u-7", "payload": {"name": "Ada"}})
+    }
+
+    fn with_payload(mut body: Value, member: &str, value: Value) -> Value {
+        body["payload"][member] = value;
+        body
+    }
+
+    fn answer(accepted: &Accepted) -> Value {
+        serde_json::from_str(&accepted.body).unwrap()
+    }
+
+    fn t0() -> Timestamp {
+        T0.parse().unwrap()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Accepted.
+
+    #[tokio::test]
+    async fn an_accepted_event_is_recorded_and_queued_on_its_priority_lane() {
+        let h = harness();
+        assert_eq!((h.depth(Lane::Fast).await, h.depth(Lane::Bulk).await), (0, 0));
+
+        let accepted = h.submit(&order("evt-1")).await.unwrap();
+        assert_eq!((accepted.status, accepted.location.as_str(), accepted.replayed), (202, "/v1/events/evt-1", false));
+        let body = answer(&accepted);
+        assert_eq!(body["status"], "accepted");
+        assert_eq!(body["priority"], "high");
+        assert_eq!(body["accepted_at"], T0);
+        assert_eq!((h.depth(Lane::Fast).await, h.depth(Lane::Bulk).await), (1, 0));
+        let record = h.stored("evt-1").await.expect("the event is recorded");
+        assert_eq!((record.priority, record.lane, record.accepted_at), (Priority::High, Lane::Fast, t0()));
+        let jobs = h.take_jobs(Lane::Fast).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].event.event_id.as_str(), jobs[0].priority, jobs[0].accepted_at), ("evt-1", Priority::High, t0()));
+
+        let accepted = h.submit(&welcome("evt-2")).await.unwrap();
+        assert_eq!(answer(&accepted)["priority"], "normal");
+        assert_eq!(h.depth(Lane::Bulk).await, 1);
+
+        // The event's own priority overrides its type's.
+        let mut low = order("evt-3");
+        low["priority"] = json!("low");
+        assert_eq!(answer(&h.submit(&low).await.unwrap())["priority"], "low");
+        assert_eq!(h.depth(Lane::Bulk).await, 2);
+        assert_eq!(h.stored("evt-3").await.unwrap().lane, Lane::Bulk);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Idempotency records.
+
+    #[tokio::test]
+    async fn a_repeat_of_a_completed_event_replays_the_first_answer() {
+        let h = harness();
+        let first = h.submit(&order("evt-1")).await.unwrap();
+        h.clock.advance(Duration::from_secs(3600));
+        // Key order and spacing do not make another body.
+        let text = r#"{ "payload": {"currency": "EUR", "total": "59.90", "order_id": "A-17"},
+                        "user_id": "u-42", "event_type": "order.completed", "event_id": "evt-1" }"#;
+        let again = submit_event(&h.deps, text.as_bytes()).await.unwrap();
+        assert_eq!(again, Accepted { replayed: true, ..first });
+        assert_eq!(h.sends(), 1, "a replay queues nothing");
+        assert_eq!(h.store.calls(Op::PutEvent), 1, "a replay records nothing");
+    }
+
+    #[tokio::test]
+    async fn another_body_under_a_live_record_is_a_conflict() {
+        let h = harness();
+        h.submit(&order("evt-1")).await.unwrap();
+        let other = with_payload(order("evt-1"), "total", json!("99.00"));
+        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
+        assert_eq!(h.sends(), 1);
+        assert_eq!(h.stored("evt-1").await.unwrap().event.payload["total"], "59.90");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_while_another_request_holds_the_claim_is_told_when_to_retry() {
+        let h = harness();
+        let body = order("evt-1");
+        let settings = &h.deps.settings;
+        // Another request claimed the id at T0 and is still working.
+        let claim = h
+            .store
+            .inner
+            .claim("evt-1", &payload_hash(&body), t0(), at(t0(), settings.in_progress_ttl), at(t0(), settings.idempotency_ttl))
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Acquired);
+
+        h.clock.advance(Duration::from_millis(12_500));
+        assert_eq!(h.submit(&body).await, Err(IngestError::InProgress { retry_after: Duration::from_secs(18) }));
+        h.clock.advance(Duration::from_millis(17_400));
+        assert_eq!(h.submit(&body).await, Err(IngestError::InProgress { retry_after: Duration::from_secs(1) }));
+        // Another body while the claim is held is a conflict, not a wait.
+        let other = with_payload(order("evt-1"), "total", json!("1.00"));
+        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
+        assert_eq!(h.store.calls(Op::PutEvent), 0);
+        assert_eq!(h.depth(Lane::Fast).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_claim_is_acquired_again() {
+        let h = harness();
+        let body = order("evt-1");
+        let settings = &h.deps.settings;
+        h.store
+            .inner
+            .claim("evt-1", &payload_hash(&body), t0(), at(t0(), settings.in_progress_ttl), at(t0(), settings.idempotency_ttl))
+            .await
+            .unwrap();
+        // The holder died: its claim lapses at T0 + in_progress_ttl.
+        h.clock.advance(settings.in_progress_ttl);
+        assert_eq!(h.depth(Lane::Fast).await, 0);
+        let accepted = h.submit(&body).await.unwrap();
+        assert_eq!((accepted.status, accepted.replayed), (202, false));
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, at(t0(), settings.in_progress_ttl));
+    }
+
+    #[tokio::test]
+    async fn after_the_idempotency_record_expires_the_same_body_gets_the_first_answer() {
+        let h = harness();
+        let first = h.submit(&order("evt-1")).await.unwrap();
+        h.clock.advance(h.deps.settings.idempotency_ttl + Duration::from_secs(1));
+
+        let again = h.submit(&order("evt-1")).await.unwrap();
+        assert_eq!((again.status, &again.body, &again.location), (202, &first.body, &first.location));
+        assert!(again.replayed);
+        assert_eq!(answer(&again)["accepted_at"], T0, "the first acceptance's time, not now");
+        assert_eq!(h.store.calls(Op::GetEvent), 1, "the recorded event was compared");
+        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, t0());
+        // The idempotency record is complete again, with the first answer.
+        let puts = h.store.calls(Op::PutEvent);
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
+        assert_eq!(h.store.calls(Op::PutEvent), puts);
+    }
+
+    #[tokio::test]
+    async fn after_the_idempotency_record_expires_another_body_is_still_a_conflict() {
+        let h = harness();
+        let first = h.submit(&order("evt-1")).await.unwrap();
+        h.take_jobs(Lane::Fast).await;
+        h.clock.advance(h.deps.settings.idempotency_ttl + Duration::from_secs(1));
+
+        let other = with_payload(order("evt-1"), "total", json!("99.00"));
+        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
+        assert_eq!(h.sends(), 1, "the other body is not queued");
+        assert_eq!(h.stored("evt-1").await.unwrap().event.payload["total"], "59.90");
+        // The claim was released: the other body conflicts again rather than waiting, and the
+        // first body is answered as before.
+        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
+    }
+
+    #[tokio::test]
+    async fn a_recorded_event_with_integral_floats_is_the_same_event() {
+        // DynamoDB hands `59.0` back as `59`; the in-process store keeps the float, so the record
+        // is rewritten here as DynamoDB would return it.
+        let h = harness();
+        let body = with_payload(order("evt-1"), "weight", json!(59.0));
+        let first = h.submit(&body).await.unwrap();
+        let mut record = h.stored("evt-1").await.unwrap();
+        record.event.payload["weight"] = json!(59);
+        let store = MemoryStore::new();
+        store.put_event(&record).await.unwrap();
+        let h2 = Harness { deps: IngestDeps { events: Arc::new(store), ..h.deps }, ..h };
+        h2.clock.advance(h2.deps.settings.idempotency_ttl);
+        assert_eq!(h2.submit(&body).await.unwrap().body, first.body);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Outages.
+
+    #[tokio::test]
+    async fn a_failed_claim_is_unavailable_and_touches_nothing_else() {
+        let h = harness();
+        h.store.fail(Op::Claim);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        assert_eq!(h.store.calls(Op::Claim), 1);
+        assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_failed_event_write_is_unavailable_and_releases_the_claim() {
+        let h = harness();
+        h.store.fail(Op::PutEvent);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        assert_eq!(h.store.calls(Op::Release), 1);
+        assert_eq!((h.sends(), h.stored("evt-1").await), (0, None));
+
+        // Without the release the retry would find the claim in progress (the clock stands still).
+        h.store.heal();
+        let accepted = h.submit(&order("evt-1")).await.unwrap();
+        assert_eq!((accepted.status, accepted.replayed), (202, false));
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_cannot_be_released_lapses_by_itself() {
+        let h = harness();
+        h.store.fail(Op::PutEvent);
+        h.store.fail(Op::Release);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        h.store.heal();
+        let ttl = h.deps.settings.in_progress_ttl;
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::InProgress { retry_after: ttl }));
+        h.clock.advance(ttl);
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().status, 202);
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_is_unavailable_releases_the_claim_and_the_retry_queues_the_recorded_event() {
+        let h = harness();
+        h.queue.down.store(true, Ordering::SeqCst);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        assert_eq!(h.store.calls(Op::Release), 1);
+        assert_eq!(h.depth(Lane::Fast).await, 0);
+        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, t0(), "recorded before the send failed");
+
+        h.queue.down.store(false, Ordering::SeqCst);
+        h.clock.advance(Duration::from_secs(5));
+        let accepted = h.submit(&order("evt-1")).await.unwrap();
+        assert_eq!(accepted.status, 202);
+        assert_eq!(answer(&accepted)["accepted_at"], T0, "answered from the recorded event");
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+        assert_eq!(h.take_jobs(Lane::Fast).await[0].accepted_at, t0());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_of_the_recorded_event_is_unavailable_and_releases_the_claim() {
+        let h = harness();
+        let first = h.submit(&order("evt-1")).await.unwrap();
+        h.clock.advance(h.deps.settings.idempotency_ttl);
+        h.store.fail(Op::GetEvent);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        assert_eq!(h.store.calls(Op::Release), 1);
+        h.store.heal();
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
+    }
+
+    #[tokio::test]
+    async fn an_event_gone_between_write_and_read_is_unavailable_and_releases_the_claim() {
+        let h = harness();
+        h.store.vanishing.store(true, Ordering::SeqCst);
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
+        assert_eq!((h.store.calls(Op::GetEvent), h.store.calls(Op::Release), h.sends()), (1, 1, 0));
+        h.store.vanishing.store(false, Ordering::SeqCst);
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().replayed, false);
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_completion_still_answers_202_and_the_claim_holds_until_it_lapses() {
+        let h = harness();
+        h.store.fail(Op::Complete);
+        let accepted = h.submit(&order("evt-1")).await.unwrap();
+        assert_eq!((accepted.status, accepted.replayed), (202, false));
+        assert_eq!((h.store.calls(Op::Complete), h.store.calls(Op::Release)), (1, 0));
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+        h.store.heal();
+        let ttl = h.deps.settings.in_progress_ttl;
+        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::InProgress { retry_after: ttl }));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Rejected before the claim.
+
+    #[tokio::test]
+    async fn unstorable_payloads_are_invalid_with_each_failing_path() {
+        let h = harness();
+        let mut deep = json!({});
+        for _ in 1..MAX_PAYLOAD_DEPTH {
+            deep = json!({ "n": deep });
+        }
+        let body = json!({
+            "event_id": "evt-1",
+            "event_type": "order.completed",
+            "user_id": "u-42",
+            "payload": {
+                "order_id": "A-17", "total": "59.90", "currency": "EUR",
+                "big": 1e130, "tiny": -1e-131, "fine": 1e125,
+                "deep": deep,
+                "na\u{FFFF}me": "x", "a/b": ["ok", "x\u{FFFE}"],
+            },
+        });
+        let Err(IngestError::Invalid(errors)) = h.submit(&body).await else { panic!("not invalid") };
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        let too_deep = format!("/payload/deep{}", "/n".repeat(MAX_PAYLOAD_DEPTH - 1));
+        assert_eq!(paths, vec!["/payload/big", "/payload/tiny", too_deep.as_str(), "/payload/a~1b/1", "/payload/na\u{FFFF}me"]);
+        assert_eq!(IngestError::Invalid(errors).reject_reason(), RejectReason::InvalidEvent);
+        assert_eq!((h.store.calls(Op::Claim), h.sends()), (0, 0));
+
+        // The escaped form is the same character.
+        let escaped = r#"{"event_id": "evt-2", "event_type": "user.registered", "user_id": "u-7", "payload": {"name": "Ada\uffff"}}"#;
+        let Err(IngestError::Invalid(errors)) = submit_event(&h.deps, escaped.as_bytes()).await else { panic!("not invalid") };
+        assert_eq!(errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["/payload/name"]);
+
+        // One level less is stored and queued.
+        let mut ok = json!({});
+        for _ in 2..MAX_PAYLOAD_DEPTH {
+            ok = json!({ "n": ok });
+        }
+        let fine = with_payload(with_payload(order("evt-3"), "deep", ok), "big", json!(9.999e125));
+        assert_eq!(h.submit(&fine).await.unwrap().status, 202);
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_before_anything_is_claimed() {
+        let h = harness_with(IngestSettings { max_body_bytes: 1024, ..IngestSettings::default() });
+        let big = with_payload(order("evt-1"), "note", json!("x".repeat(2000)));
+        assert_eq!(h.submit(&big).await, Err(IngestError::TooLarge { limit: 1024 }));
+        assert!(matches!(submit_event(&h.deps, b"{not json").await, Err(IngestError::Malformed(_))));
+        let Err(IngestError::Invalid(errors)) = h.submit(&json!({"event_type": "order.completed"})).await else { panic!() };
+        assert!(errors.iter().any(|e| e.path == "/event_id"));
+        let Err(IngestError::UnknownEventType(errors)) = h.submit(&json!({"event_id": "e", "event_type": "no.such", "user_id": "u"})).await else {
+            panic!()
+        };
+        assert_eq!(errors[0].path, "/event_type");
+        let Err(IngestError::SchemaViolation(errors)) = h.submit(&with_payload(order("evt-1"), "currency", json!("euro"))).await else {
+            panic!()
+        };
+        assert_eq!(errors[0].path, "/payload/currency");
+        assert_eq!((h.store.calls(Op::Claim), h.sends()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_route_job_over_the_sqs_limit_is_too_large_and_releases_the_claim() {
+        // A body limit above SQS's, so the job's own check is what refuses.
+        let h = harness_with(IngestSettings { max_body_bytes: 2 * MAX_MESSAGE_BYTES, ..IngestSettings::default() });
+        let huge = with_payload(order("evt-1"), "note", json!("x".repeat(MAX_MESSAGE_BYTES)));
+        assert_eq!(h.submit(&huge).await, Err(IngestError::TooLarge { limit: 2 * MAX_MESSAGE_BYTES }));
+        assert_eq!((h.store.calls(Op::Claim), h.store.calls(Op::Release)), (1, 1));
+        assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
+        assert_eq!(h.submit(&order("evt-1")).await.unwrap().status, 202);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        let now = t0();
+        let later = |ms: i64| now.checked_add(jiff::SignedDuration::from_millis(ms)).unwrap();
+        assert_eq!(wait_until(now, later(30_000)), Duration::from_secs(30));
+        assert_eq!(wait_until(now, later(29_001)), Duration::from_secs(30));
+        assert_eq!(wait_until(now, later(1)), Duration::from_secs(1));
+        assert_eq!(wait_until(now, later(0)), Duration::from_secs(1));
+        assert_eq!(wait_until(now, later(-5_000)), Duration::from_secs(1));
     }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sqs_batch::{Record, RecordOutcome};
+use super::fallback::{fallback_message, mark_fallback_queued, owed_fallback};
+use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::catalog::{Catalog, RenderContext};
 use crate::domain::ids::message_group_for;
 use crate::domain::notification::reason;
@@ -26,8 +27,8 @@ pub struct RouterDeps {
     pub notifications: Arc<dyn NotificationStore>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
-    /// How soon a record that hit a transient error (store or queue down) is tried again.
-    pub retry_after: Duration,
+    /// Backoff after a transient error (store or queue down), by the record's receive count.
+    pub retry: RetryPolicy,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -44,21 +45,23 @@ pub enum RouteError {
     Transient(String),
 }
 
-/// One record of `events-<lane>.fifo`.
+/// One record of `events-<lane>.fifo`, or of its dead-letter queue (`events-<lane>-dlq.fifo`),
+/// which the router consumes too: an accepted event that got there (its queue's redrive, after
+/// hours of store or queue trouble) is routed like any other, so that queue is never a dead end.
 pub async fn handle_route_record(deps: &RouterDeps, record: Record<'_>) -> RecordOutcome {
     let job: RouteJob = match decode(record.body, "route job") {
         Ok(job) => job,
         Err(e) => {
-            // Not from our ingest: leave it for the dead-letter queue, where an operator can see it.
+            // Not from our ingest: keep it on the dead-letter queue, where an operator can see it.
             tracing::error!(error = %e, "unreadable route job");
-            return RecordOutcome::Retry(deps.retry_after);
+            return RecordOutcome::Park(ParkReason::Unreadable);
         }
     };
     match route_event(deps, &job).await {
         Ok(_) => RecordOutcome::Done,
         Err(e) => {
             tracing::warn!(error = %e, event_id = %job.event.event_id, "routing failed, will retry");
-            RecordOutcome::Retry(deps.retry_after)
+            RecordOutcome::Retry(deps.retry.backoff(record.receive_count))
         }
     }
 }
@@ -89,6 +92,8 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
 
     let mut routed = Vec::new();
     let mut outgoing: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();
+    // Notifications that failed here (template errors) and owe their fallback.
+    let mut owed = Vec::new();
     for channel in channels {
         let notification_id = NotificationId::derive(&event.event_id, channel);
         let mut notification = Notification {
@@ -103,6 +108,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
             attempts: 0,
             last_error: None,
             fallback_for: job.fallback.as_ref().map(|f| f.replaces),
+            fallback: None,
             deliver_after: None,
             lease_until: None,
             provider_message_id: None,
@@ -128,6 +134,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                         notification.status = Status::Failed;
                         notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
                         notification.last_error = Some(message);
+                        notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                     }
                     Ok(message) => {
                         notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
@@ -145,6 +152,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                             address,
                             message,
                             accepted_at: job.accepted_at,
+                            redrives: 0,
                         });
                     }
                 }
@@ -155,6 +163,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 notification.status = Status::Failed;
                 notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
                 notification.last_error = Some("rendered message is larger than a queue message can carry".into());
+                notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                 send_job = None;
             }
 
@@ -178,11 +187,19 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 let (queue, message) = outgoing_message(job, current.deliver_after, now);
                 outgoing.entry(queue).or_default().push(message);
             }
+        if let Some(next) = current.owes_fallback() {
+            let (queue, message) = fallback_message(event, job.priority, job.accepted_at, &current, next);
+            outgoing.entry(queue).or_default().push(message);
+            owed.push((current.clone(), next));
+        }
         routed.push(Routed { channel, notification_id, status: current.status });
     }
 
     for (queue, messages) in outgoing {
         deps.queue.send_batch(&queue, messages).await.map_err(transient)?;
+    }
+    for (failed, next) in owed {
+        mark_fallback_queued(deps.notifications.as_ref(), &failed, next, now).await.map_err(transient)?;
     }
     tracing::info!(
         event_id = %event.event_id,

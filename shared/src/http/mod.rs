@@ -100,24 +100,41 @@ async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, Byt
     }
 }
 
+/// How long a client should wait before retrying after a backend outage (`Retry-After`).
+const UNAVAILABLE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn ingest_problem(e: IngestError) -> Problem {
     match e {
         IngestError::TooLarge { limit } => Problem::too_large(limit),
         IngestError::Malformed(detail) => Problem::malformed(detail),
         IngestError::Invalid(errors) | IngestError::UnknownEventType(errors) | IngestError::SchemaViolation(errors) => Problem::invalid(errors),
-        IngestError::Conflict => Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency-conflict",
-            "Conflict",
-            "this event_id was already used for an event with a different body",
-        ),
-        IngestError::InProgress => Problem::new(
-            StatusCode::CONFLICT,
-            "in-progress",
-            "Conflict",
-            "an event with this event_id is being accepted right now; retry in a second",
-        ),
-        IngestError::Unavailable => Problem::unavailable(),
+        IngestError::Conflict => Problem::idempotency_conflict(),
+        IngestError::InProgress { retry_after } => Problem::in_progress(retry_after),
+        IngestError::Unavailable => Problem::unavailable().with_retry_after(UNAVAILABLE_RETRY_AFTER),
+    }
+}
+
+#[cfg(test)]
+mod ingest_problem_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn answer(e: IngestError) -> (u16, String, Option<String>) {
+        let response = ingest_problem(e).into_response();
+        let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+        let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        (response.status().as_u16(), content_type, retry_after)
+    }
+
+    #[test]
+    fn ingest_errors_map_to_statuses_and_retry_after() {
+        let problem = "application/problem+json".to_owned();
+        assert_eq!(answer(IngestError::InProgress { retry_after: Duration::from_secs(7) }), (409, problem.clone(), Some("7".into())));
+        assert_eq!(answer(IngestError::Conflict), (409, problem.clone(), None));
+        assert_eq!(answer(IngestError::Unavailable), (503, problem.clone(), Some("1".into())));
+        assert_eq!(answer(IngestError::Invalid(vec![crate::domain::FieldError::new("/payload/n", "x")])), (422, problem, None));
+        assert_ne!(ingest_problem(IngestError::Conflict).type_, ingest_problem(IngestError::InProgress { retry_after: Duration::from_secs(1) }).type_);
+        assert_eq!(IngestError::InProgress { retry_after: Duration::from_secs(1) }.reject_reason(), RejectReason::InProgress);
     }
 }
 

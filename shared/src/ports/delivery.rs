@@ -54,6 +54,10 @@ pub enum SendError {
     /// Retrying cannot help: bad address, rejected content, suppressed recipient.
     #[error("provider rejected the message: {0}")]
     Permanent(String),
+    /// The provider asks us to slow down (HTTP 429, SES `TooManyRequests`, SNS `Throttled`):
+    /// wait `retry_after` when it says how long. Not a failed attempt.
+    #[error("throttled by the provider")]
+    Throttled { retry_after: Option<std::time::Duration> },
     /// Nobody to deliver to right now (a WebSocket user with no live connection): skipped, not failed.
     #[error("recipient unreachable: {0}")]
     Unreachable(String),

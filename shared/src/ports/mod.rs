@@ -8,7 +8,7 @@ pub mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, RenderedMessage, SendError};
-pub use queue::{OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
+pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 pub use store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome,

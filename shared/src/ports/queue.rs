@@ -68,6 +68,12 @@ pub trait QueueSender: Send + Sync {
     async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError>;
 }
 
+/// What a batch of records needs from its queue: push a record back for later (retry backoff),
+/// and park one that can never be processed on the queue's dead-letter queue.
+pub trait BatchQueue: QueueSender + VisibilityControl {}
+
+impl<T: QueueSender + VisibilityControl + ?Sized> BatchQueue for T {}
+
 /// What a handler may do to a message it was given: push it back for later (retry backoff).
 #[async_trait]
 pub trait VisibilityControl: Send + Sync {

@@ -26,7 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use std::collections::HashMap;
 
-use crate::domain::{EventId, Guard, Notification, NotificationId, Preferences, Profile, Status, Transition, UserId};
+use crate::domain::{AttemptChange, EventId, Guard, Notification, NotificationId, Preferences, Profile, Status, Transition, UserId};
 use crate::ports::store::channel_rank;
 use crate::ports::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore, NotificationStore, Page,
@@ -309,9 +309,25 @@ fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
         set.push("provider_message_id = :provider_message_id".into());
         values.insert(":provider_message_id".into(), s(id.clone()));
     }
-    if change.increment_attempts {
-        set.push("attempts = attempts + :one".into());
-        values.insert(":one".into(), n(1));
+    match change.attempts {
+        AttemptChange::Keep => {}
+        AttemptChange::Count => {
+            set.push("attempts = attempts + :one".into());
+            values.insert(":one".into(), n(1));
+        }
+        // Never below zero: a refund follows the claim that counted, under the `sending` guard.
+        AttemptChange::Refund => {
+            set.push("attempts = attempts - :one".into());
+            values.insert(":one".into(), n(1));
+        }
+    }
+    match change.fallback {
+        Some(Some(fallback)) => {
+            set.push("fallback = :fallback".into());
+            values.insert(":fallback".into(), to_av(&fallback)?);
+        }
+        Some(None) => remove.push("fallback".into()),
+        None => {}
     }
     if let Some(at) = change.sent_at {
         set.push("sent_at = :sent_at".into());

@@ -30,6 +30,8 @@ fn classify(code: &str, message: &str) -> SendError {
     match code {
         "MessageRejected" | "MailFromDomainNotVerifiedException" | "AccountSuspendedException" | "SendingPausedException"
         | "BadRequestException" | "NotFoundException" => SendError::Permanent(format!("{code}: {message}")),
+        // The account's sending rate or daily quota: slow down, not a failed attempt.
+        "TooManyRequestsException" | "LimitExceededException" | "Throttling" | "ThrottlingException" => SendError::Throttled { retry_after: None },
         _ => SendError::Transient(format!("{code}: {message}")),
     }
 }

@@ -14,6 +14,8 @@ fn classify(code: &str, message: &str) -> SendError {
         "InvalidParameter" | "InvalidParameterValue" | "EndpointDisabled" | "NotFound" | "OptedOut" | "AuthorizationError" => {
             SendError::Permanent(format!("{code}: {message}"))
         }
+        // SMS or push throughput exceeded: slow down, not a failed attempt.
+        "Throttled" | "ThrottledException" | "Throttling" => SendError::Throttled { retry_after: None },
         _ => SendError::Transient(format!("{code}: {message}")),
     }
 }

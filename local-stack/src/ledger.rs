@@ -1,0 +1,61 @@
+//! Every message a provider accepted, in order, whatever the backend: the record duplicates
+//! would show in (one notification, two accepted messages), and what the chaos run reads.
+
+use async_trait::async_trait;
+use shared::domain::Channel;
+use shared::ports::{ChannelSender, Delivery, SendError};
+use std::sync::{Arc, Mutex};
+
+/// One message a provider accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentMessage {
+    pub notification_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub channel: Channel,
+}
+
+#[derive(Clone, Default)]
+pub struct SendLedger {
+    sent: Arc<Mutex<Vec<SentMessage>>>,
+}
+
+impl SendLedger {
+    /// Records what `inner` accepts.
+    pub fn wrap(&self, channel: Channel, inner: Arc<dyn ChannelSender>) -> Arc<dyn ChannelSender> {
+        Arc::new(Recording { channel, inner, ledger: self.clone() })
+    }
+
+    pub fn entries(&self) -> Vec<SentMessage> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Recording {
+    channel: Channel,
+    inner: Arc<dyn ChannelSender>,
+    ledger: SendLedger,
+}
+
+#[async_trait]
+impl ChannelSender for Recording {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+        let entry = SentMessage {
+            notification_id: delivery.notification_id.to_string(),
+            event_id: delivery.event_id.to_string(),
+            user_id: delivery.user_id.to_string(),
+            channel: self.channel,
+        };
+        let id = self.inner.send(delivery).await?;
+        self.ledger.sent.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        Ok(id)
+    }
+}

@@ -1,0 +1,162 @@
+//! Each function's dependencies, built in one place. A Lambda `main.rs` calls these over the AWS
+//! adapters, the local stack over its in-process (or AWS) adapters, and the tests over whatever
+//! they substitute: the leases, retry policies and fallback wiring cannot drift apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::WsTokens;
+use crate::catalog::Catalog;
+use crate::handlers::dead_letter::{DEFAULT_MAX_REDRIVES, DeadLetterDeps};
+use crate::handlers::deferred::DeferredDeps;
+use crate::handlers::fallback::FallbackDeps;
+use crate::handlers::ingest::{IngestDeps, IngestSettings};
+use crate::handlers::queries::QueryDeps;
+use crate::handlers::router::RouterDeps;
+use crate::handlers::send::SendDeps;
+use crate::handlers::sqs_batch::RetryPolicy;
+use crate::handlers::ws::WsDeps;
+use crate::ports::{BatchQueue, ChannelSender, Clock, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore};
+
+/// The longest a sender's claim on a notification holds: well beyond one provider call.
+pub const SEND_LEASE: Duration = Duration::from_secs(60);
+
+/// The ports the handlers are built over, from one backend.
+#[derive(Clone)]
+pub struct Ports {
+    pub queue: Arc<dyn BatchQueue>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub events: Arc<dyn EventStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Ports {
+    /// Every port from one adapter of each kind (a queue, and a store that holds every table).
+    pub fn over<S>(queue: Arc<dyn BatchQueue>, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
+    where
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+    {
+        Ports {
+            queue,
+            idempotency: store.clone(),
+            events: store.clone(),
+            notifications: store.clone(),
+            profiles: store.clone(),
+            connections: store,
+            clock,
+        }
+    }
+}
+
+/// The tunables every deployment sets (on Lambda from the environment, see `lambda.rs`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Backoff of the router, scheduler and dead-letter handler, and of the senders' store and
+    /// queue hiccups.
+    pub pipeline_retry: RetryPolicy,
+    /// The send queues' visibility timeout: a sender's lease must end well within it.
+    pub visibility_timeout: Duration,
+    pub max_redrives: u32,
+    pub ingest: IngestSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            pipeline_retry: RetryPolicy::PIPELINE,
+            visibility_timeout: Duration::from_secs(180),
+            max_redrives: DEFAULT_MAX_REDRIVES,
+            ingest: IngestSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// A sender's claim: [`SEND_LEASE`], or two thirds of the visibility timeout if that is
+    /// shorter, so the claim lapses before the job is seen again.
+    pub fn lease(&self) -> Duration {
+        SEND_LEASE.min(self.visibility_timeout * 2 / 3)
+    }
+}
+
+pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> IngestDeps {
+    IngestDeps {
+        catalog,
+        idempotency: ports.idempotency.clone(),
+        events: ports.events.clone(),
+        queue: ports.queue.clone(),
+        clock: ports.clock.clone(),
+        settings: settings.ingest.clone(),
+    }
+}
+
+pub fn queries(ports: &Ports, tokens: Arc<WsTokens>) -> QueryDeps {
+    QueryDeps {
+        events: ports.events.clone(),
+        notifications: ports.notifications.clone(),
+        profiles: ports.profiles.clone(),
+        tokens,
+        clock: ports.clock.clone(),
+    }
+}
+
+pub fn ws(ports: &Ports, tokens: Arc<WsTokens>) -> WsDeps {
+    WsDeps { connections: ports.connections.clone(), tokens, clock: ports.clock.clone() }
+}
+
+pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> RouterDeps {
+    RouterDeps {
+        catalog,
+        profiles: ports.profiles.clone(),
+        notifications: ports.notifications.clone(),
+        queue: ports.queue.clone(),
+        clock: ports.clock.clone(),
+        retry: settings.pipeline_retry.clone(),
+    }
+}
+
+pub fn scheduler(ports: &Ports, settings: &Settings) -> DeferredDeps {
+    DeferredDeps {
+        notifications: ports.notifications.clone(),
+        queue: ports.queue.clone(),
+        clock: ports.clock.clone(),
+        retry: settings.pipeline_retry.clone(),
+    }
+}
+
+pub fn fallback(ports: &Ports, catalog: Arc<Catalog>) -> FallbackDeps {
+    FallbackDeps {
+        catalog,
+        events: ports.events.clone(),
+        notifications: ports.notifications.clone(),
+        queue: ports.queue.clone(),
+        clock: ports.clock.clone(),
+    }
+}
+
+pub fn dead_letter(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> DeadLetterDeps {
+    DeadLetterDeps {
+        notifications: ports.notifications.clone(),
+        queue: ports.queue.clone(),
+        fallback: fallback(ports, catalog),
+        clock: ports.clock.clone(),
+        retry: settings.pipeline_retry.clone(),
+        max_redrives: settings.max_redrives,
+    }
+}
+
+/// A channel's sender over `provider`, retrying it on `retry`.
+pub fn sender(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings, provider: Arc<dyn ChannelSender>, retry: RetryPolicy) -> SendDeps {
+    SendDeps {
+        notifications: ports.notifications.clone(),
+        sender: provider,
+        fallback: fallback(ports, catalog),
+        clock: ports.clock.clone(),
+        retry,
+        hiccup_retry: settings.pipeline_retry.clone(),
+        lease: settings.lease(),
+    }
+}
