@@ -18,13 +18,11 @@ use shared::adapters::memory::{MemoryConnectionPoster, Outbox, OutboxSender};
 use shared::auth::{ApiKeys, WsTokens};
 use shared::catalog::Catalog;
 use shared::domain::{Channel, UserId};
-use shared::handlers::dead_letter::{DeadLetterDeps, handle_dead_letter_record};
-use shared::handlers::deferred::{DeferredDeps, handle_deferred_record};
-use shared::handlers::fallback::FallbackDeps;
-use shared::handlers::ingest::{IngestDeps, IngestSettings};
-use shared::handlers::queries::QueryDeps;
-use shared::handlers::router::{RouterDeps, handle_route_record};
+use shared::handlers::dead_letter::handle_dead_letter_record;
+use shared::handlers::deferred::handle_deferred_record;
+use shared::handlers::router::handle_route_record;
 use shared::handlers::send::{SendDeps, handle_send_record};
+use shared::wiring::{self, Ports, Settings};
 use shared::handlers::sqs_batch::{RetryPolicy, process_batch};
 use shared::handlers::ws::{WebSocketFanout, WsDeps};
 use shared::ports::{ChannelSender, Clock, ConnectionStore, QueueReceiver, SystemClock};
@@ -77,92 +75,62 @@ impl Platform {
         }
     }
 
+    /// The ports over the in-process adapters, as a main builds them over the AWS ones.
+    fn ports(&self) -> Ports {
+        Ports::over(self.queues.clone(), self.store.clone(), self.clock.clone())
+    }
+
     /// `ingest`'s app (functions/ingest/src/main.rs).
     fn ingest_app(&self) -> Router {
-        let deps = Arc::new(IngestDeps {
-            catalog: self.catalog.clone(),
-            idempotency: self.store.clone(),
-            events: self.store.clone(),
-            queue: self.queues.clone(),
-            clock: self.clock.clone(),
-            settings: IngestSettings::default(),
-        });
+        let deps = Arc::new(wiring::ingest(&self.ports(), self.catalog.clone(), &Settings::default()));
         shared::http::ingest_routes(deps, self.keys.clone()).merge(shared::http::common_routes())
     }
 
     /// `api`'s app (functions/api/src/main.rs).
     fn api_app(&self) -> Router {
-        let deps = Arc::new(QueryDeps {
-            events: self.store.clone(),
-            notifications: self.store.clone(),
-            profiles: self.store.clone(),
-            tokens: self.tokens.clone(),
-            clock: self.clock.clone(),
-        });
+        let deps = Arc::new(wiring::queries(&self.ports(), self.tokens.clone()));
         shared::http::api_routes(deps, self.keys.clone()).merge(shared::http::common_routes())
     }
 
-    fn fallback(&self) -> FallbackDeps {
-        FallbackDeps { catalog: self.catalog.clone(), events: self.store.clone(), queue: self.queues.clone() }
-    }
-
-    fn send_deps(&self, sender: Arc<dyn ChannelSender>) -> SendDeps {
-        SendDeps {
-            notifications: self.store.clone(),
-            sender,
-            fallback: self.fallback(),
-            clock: self.clock.clone(),
-            retry: RetryPolicy::default(),
-            lease: Duration::from_secs(20),
-        }
+    /// A send function's dependencies, as `lambda::serve_send_queues` builds them.
+    fn send_deps(&self, channel: Channel, sender: Arc<dyn ChannelSender>) -> SendDeps {
+        wiring::sender(&self.ports(), self.catalog.clone(), &Settings::default(), sender, RetryPolicy::for_channel(channel))
     }
 
     fn ws_deps(&self) -> WsDeps {
-        WsDeps { connections: self.store.clone(), tokens: self.tokens.clone(), clock: self.clock.clone() }
+        wiring::ws(&self.ports(), self.tokens.clone())
     }
 
     /// Runs one SQS batch through `function`'s handler.
     async fn sqs(&self, function: &str, event: &SqsEvent) -> SqsBatchResponse {
         let queue = self.queues.as_ref();
         let outbox_sender = || -> Arc<dyn ChannelSender> { Arc::new(OutboxSender::new(self.outbox.clone())) };
+        let settings = Settings::default();
         match function {
             "router" => {
-                let deps = RouterDeps {
-                    catalog: self.catalog.clone(),
-                    profiles: self.store.clone(),
-                    notifications: self.store.clone(),
-                    queue: self.queues.clone(),
-                    clock: self.clock.clone(),
-                    retry_after: Duration::from_secs(1),
-                };
+                let deps = wiring::router(&self.ports(), self.catalog.clone(), &settings);
                 process_batch(event, queue, |r| handle_route_record(&deps, r).boxed()).await
             }
             "scheduler" => {
-                let deps = DeferredDeps {
-                    notifications: self.store.clone(),
-                    queue: self.queues.clone(),
-                    clock: self.clock.clone(),
-                    retry_after: Duration::from_secs(1),
-                };
+                let deps = wiring::scheduler(&self.ports(), &settings);
                 process_batch(event, queue, |r| handle_deferred_record(&deps, r).boxed()).await
             }
             "send-email" | "send-sms" | "send-push" => {
-                let deps = self.send_deps(outbox_sender());
+                let channel = match function {
+                    "send-email" => Channel::Email,
+                    "send-sms" => Channel::Sms,
+                    _ => Channel::Push,
+                };
+                let deps = self.send_deps(channel, outbox_sender());
                 process_batch(event, queue, |r| handle_send_record(&deps, r).boxed()).await
             }
             "ws-push" => {
                 let fanout = WebSocketFanout { connections: self.store.clone(), poster: Arc::new(self.poster.clone()), clock: self.clock.clone() };
-                let deps = self.send_deps(Arc::new(fanout));
+                let deps = self.send_deps(Channel::Websocket, Arc::new(fanout));
                 process_batch(event, queue, |r| handle_send_record(&deps, r).boxed()).await
             }
             "dead-letter" => {
-                let deps = DeadLetterDeps {
-                    notifications: self.store.clone(),
-                    queue: self.queues.clone(),
-                    fallback: self.fallback(),
-                    clock: self.clock.clone(),
-                    retry_after: Duration::from_secs(1),
-                };
+                let deps = wiring::dead_letter(&self.ports(), self.catalog.clone(), &settings);
                 process_batch(event, queue, |r| handle_dead_letter_record(&deps, r).boxed()).await
             }
             other => panic!("no SQS handler for function {other}"),
