@@ -347,7 +347,7 @@ fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
         // `extra_tables` appear in main as `Table::X`).
         "serve_send_queues" => &[vars::QUEUE_URL_PREFIX, vars::NOTIFICATIONS_TABLE, vars::EVENTS_TABLE],
         // Optional variables, defaults or values checked at start: nothing required.
-        "catalog" | "retry_policy" | "retry_after" | "required" | "table_names" | "millis" | "push_application_arns"
+        "catalog" | "retry_policy" | "settings" | "ports_without_queues" | "required" | "table_names" | "millis" | "push_application_arns"
         | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" => &[],
         _ => return None,
     })

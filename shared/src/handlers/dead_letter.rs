@@ -124,3 +124,196 @@ async fn settle(deps: &DeadLetterDeps, n: &Notification, receive_count: u32) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, FallbackProgress, NotificationId, Status, Transition};
+    use crate::handlers::test_support::*;
+    use crate::jobs::{RouteJob, encode};
+
+    const DLQ: &str = "send-push-fast-dlq.fifo";
+    const SEND_PUSH_FAST: &str = "send-push-fast.fifo";
+    const EVENTS_FAST: &str = "events-fast.fifo";
+
+    async fn push(h: &Harness) -> SendJob {
+        h.seed("order.completed", "evt-order-A-17", Channel::Push).await
+    }
+
+    async fn handle_job(h: &Harness, job: &SendJob, receive_count: u32) -> RecordOutcome {
+        let body = encode(job);
+        handle_dead_letter_record(&h.dead_letter(), record(DLQ, &body, receive_count)).await
+    }
+
+    fn owed() -> Option<FallbackProgress> {
+        Some(FallbackProgress { channel: Channel::Sms, queued: false })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_dead_letter_is_parked() {
+        let h = Harness::new().await;
+        let outcome = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await;
+        assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_for_an_unknown_notification_is_parked() {
+        let h = Harness::new().await;
+        let mut job = push(&h).await;
+        job.notification_id = NotificationId::from_stored("ntf_unknown".into());
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Park(ParkReason::UnknownNotification));
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_notification_owing_its_fallback_gets_it_requested() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        h.force(&job.notification_id, Transition::to(Status::Failed, t0()).reason(reason::PROVIDER_REJECTED).fallback(owed())).await;
+        assert_eq!(h.depth(EVENTS_FAST).await, 0);
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0].fallback.as_ref().map(|f| (f.channel, f.replaces)), Some((Channel::Sms, Channel::Push)));
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!(n.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
+        assert_eq!((n.status, n.reason.as_deref()), (Status::Failed, Some(reason::PROVIDER_REJECTED)), "the failure itself is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_notification_owing_nothing_is_done() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        let sent = h.force(&job.notification_id, Transition::to(Status::Sent, t0()).provider_message_id("p-1")).await;
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        assert!(h.queue.sent().is_empty(), "nothing queued anywhere");
+        assert_eq!(h.notification(&job.notification_id).await, sent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_under_its_redrive_limit_goes_back_to_its_send_queue() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        assert_eq!(h.depth(SEND_PUSH_FAST).await, 0);
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let sent = h.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, SEND_PUSH_FAST);
+        assert_eq!(sent[0].1.dedup_id, Some(format!("{}:redrive:1", job.notification_id)));
+        let back: Vec<SendJob> = h.take(SEND_PUSH_FAST).await;
+        assert_eq!(back, vec![SendJob { redrives: 1, ..job.clone() }]);
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.attempts), (Status::Pending, 0), "the notification is left to its sender");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_redrive_count_travels_with_the_job() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives - 1, ..push(&h).await };
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let back: Vec<SendJob> = h.take(SEND_PUSH_FAST).await;
+        assert_eq!(back.iter().map(|j| j.redrives).collect::<Vec<_>>(), [h.settings.max_redrives]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_at_its_redrive_limit_fails_the_notification_and_requests_the_fallback() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.reason.as_deref()), (Status::Failed, Some(reason::RETRIES_EXHAUSTED)));
+        assert_eq!(n.last_error.as_deref(), Some("dead-lettered 4 times"));
+        assert_eq!(n.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
+        assert_eq!(h.depth(SEND_PUSH_FAST).await, 0, "not put back");
+        let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
+        assert_eq!(routed.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_at_the_redrive_limit_keeps_the_last_provider_error() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.force(&job.notification_id, Transition::to(Status::Pending, t0()).last_error("provider timeout")).await;
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.last_error.as_deref()), (Status::Failed, Some("provider timeout")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_outage_retries_with_backoff() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        h.store.fail_next("get", 1);
+
+        let RecordOutcome::Retry(after) = handle_job(&h, &job, 2).await else { panic!("retried") };
+
+        assert_backoff(after, &HICCUP, 2);
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_outage_at_the_failing_write_retries() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.store.fail_next("transition", 1);
+
+        let RecordOutcome::Retry(after) = handle_job(&h, &job, 1).await else { panic!("retried") };
+
+        assert_backoff(after, &HICCUP, 1);
+        assert_eq!(h.notification(&job.notification_id).await.status, Status::Pending);
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_outage_at_the_redrive_retries() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        h.queue.fail_next_sends(1);
+
+        let RecordOutcome::Retry(after) = handle_job(&h, &job, 1).await else { panic!("retried") };
+
+        assert_backoff(after, &HICCUP, 1);
+        assert_eq!(h.depth(SEND_PUSH_FAST).await, 0);
+        assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done);
+        assert_eq!(h.depth(SEND_PUSH_FAST).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_claim_of_a_sender_is_waited_for() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.claim(&job.notification_id).await;
+        h.clock.advance(Duration::from_secs(15));
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Retry(h.lease() - Duration::from_secs(15)));
+
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.attempts), (Status::Sending, 1));
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_claim_at_the_redrive_limit_is_failed() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.claim(&job.notification_id).await;
+        h.clock.advance(h.lease() + Duration::from_secs(1));
+
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.reason.as_deref(), n.lease_until), (Status::Failed, Some(reason::RETRIES_EXHAUSTED), None));
+    }
+}

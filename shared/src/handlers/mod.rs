@@ -9,4 +9,6 @@ pub mod queries;
 pub mod router;
 pub mod send;
 pub mod sqs_batch;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod ws;
