@@ -159,8 +159,8 @@ async fn metrics_count_what_the_platform_did() {
         assert!(!text.contains(private), "/metrics mentions {private}");
     }
 
-    // A failing provider: retried on its queue, dead-lettered, failed, and its fallback (SMS)
-    // routed and sent.
+    // A failing provider: retried on its queue until its attempts run out, failed, and its
+    // fallback (SMS) routed and sent; nothing reaches the dead-letter queue.
     app.stack.faults.set_failing(shared::domain::Channel::Push, true);
     let failing = event_for("order.completed.json", &offline);
     let failing_id = failing["event_id"].as_str().unwrap().to_owned();
@@ -169,9 +169,9 @@ async fn metrics_count_what_the_platform_did() {
     app.wait_for_notification(&failing_id, "sms", "sent", Duration::from_secs(20)).await;
     let samples = wait_for(&app, "NotificationsSent", &[("Channel", "sms"), ("Lane", "fast")], 1.0).await;
     let counted = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
-    let receives = local_stack::Config::for_tests().max_receive_count;
-    assert_eq!(counted("Retries", &[("Queue", "send-push-fast")]), Some(f64::from(receives)), "one retry per receive");
-    assert_eq!(counted("DeadLetterArrivals", &[("Queue", "send-push-fast")]), Some(1.0));
+    let attempts = local_stack::Config::for_tests().retry_max_attempts;
+    assert_eq!(counted("Retries", &[("Queue", "send-push-fast")]), Some(f64::from(attempts - 1)), "one retry per failed attempt but the last");
+    assert_eq!(counted("DeadLetterArrivals", &[("Queue", "send-push-fast")]), None);
     assert_eq!(counted("NotificationsFailed", &[("Channel", "push"), ("Lane", "fast")]), Some(1.0));
     assert_eq!(counted("NotificationsRouted", &[("Channel", "sms"), ("Lane", "fast")]), Some(1.0), "the fallback is routed");
     assert_eq!(counted("NotificationsSent", &[("Channel", "push"), ("Lane", "fast")]), Some(2.0));

@@ -82,3 +82,81 @@ async fn serve(state: WsState, connection_id: String, mut frames: mpsc::Unbounde
         tracing::warn!(error = %e, "could not forget the connection");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use futures::StreamExt;
+    use jiff::Timestamp;
+    use shared::adapters::memory::store::MemoryStore;
+    use shared::auth::WsTokens;
+    use shared::domain::{Channel, EventId, NotificationId, Priority, UserId};
+    use shared::handlers::ws::WebSocketFanout;
+    use shared::ports::{Address, ChannelSender, Connection, ConnectionStore, Delivery, RenderedMessage, SendError, StoreError, SystemClock};
+    use std::sync::Mutex;
+
+    /// A connections table that, the moment a connection is recorded, lets the push sender post
+    /// to its user: the window between recording the connection and serving its socket.
+    struct PushWhileRecording {
+        inner: Arc<MemoryStore>,
+        fanout: WebSocketFanout,
+        pushed: Mutex<Option<Result<String, SendError>>>,
+    }
+
+    #[async_trait]
+    impl ConnectionStore for PushWhileRecording {
+        async fn put_connection(&self, connection: &Connection) -> Result<Option<i64>, StoreError> {
+            let recorded = self.inner.put_connection(connection).await;
+            let event_id = EventId::parse("evt-window").unwrap();
+            let message = RenderedMessage { channel: Channel::Websocket, locale: "en".into(), parts: [("title".to_owned(), "hello".to_owned())].into() };
+            let delivery = Delivery {
+                notification_id: &NotificationId::derive(&event_id, Channel::Websocket),
+                event_id: &event_id,
+                event_type: "user.registered",
+                user_id: &connection.user_id,
+                priority: Priority::Normal,
+                address: &Address::Connections,
+                message: &message,
+            };
+            *self.pushed.lock().unwrap() = Some(self.fanout.send(delivery).await);
+            recorded
+        }
+        async fn delete_connection(&self, connection_id: &str) -> Result<Option<i64>, StoreError> {
+            self.inner.delete_connection(connection_id).await
+        }
+        async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
+            self.inner.connections_of(user_id, now).await
+        }
+        async fn active_connections(&self) -> Result<i64, StoreError> {
+            self.inner.active_connections().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_push_in_the_window_after_connect_reaches_the_socket_and_keeps_the_connection() {
+        let inner = Arc::new(MemoryStore::new());
+        let poster = MemoryConnectionPoster::default();
+        let store = Arc::new(PushWhileRecording {
+            inner: inner.clone(),
+            fanout: WebSocketFanout { connections: inner.clone(), poster: Arc::new(poster.clone()), clock: Arc::new(SystemClock) },
+            pushed: Mutex::new(None),
+        });
+        let tokens = Arc::new(WsTokens::new(&[7u8; 32], std::time::Duration::from_secs(60)).unwrap());
+        let user = UserId::parse("u-window").unwrap();
+        let (token, _) = tokens.mint(&user, Timestamp::now());
+        let deps = Arc::new(WsDeps { connections: store.clone(), tokens, clock: Arc::new(SystemClock) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, routes(WsState { deps, poster })).await });
+
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await.expect("connects");
+        let pushed = store.pushed.lock().unwrap().clone().expect("the push ran while the connection was recorded");
+        assert_eq!(pushed, Ok("1 connection(s)".to_owned()), "the frame was queued for the socket, not answered Gone");
+        let live = inner.connections_of(&user, Timestamp::now()).await.unwrap();
+        assert_eq!(live.len(), 1, "the live connection was not forgotten");
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await.expect("a frame").unwrap().unwrap();
+        assert!(frame.to_text().unwrap().contains("evt-window"), "{frame:?}");
+        server.abort();
+    }
+}

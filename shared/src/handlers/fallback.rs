@@ -86,3 +86,146 @@ pub async fn request_fallback(deps: &FallbackDeps, failed: &Notification) -> Res
     tracing::info!(notification_id = %failed.notification_id, from = failed.channel.as_str(), to = next.as_str(), "fallback requested");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::notification::reason;
+    use crate::domain::EventId;
+    use crate::handlers::test_support::*;
+
+    const EVENTS_FAST: &str = "events-fast.fifo";
+
+    /// A push notification of `order.completed` failed for good, owing its SMS fallback.
+    async fn failed_push(h: &Harness) -> Notification {
+        let job = h.seed("order.completed", "evt-order-A-17", Channel::Push).await;
+        let n = h.notification(&job.notification_id).await;
+        h.force(&job.notification_id, fail(&h.catalog, &n, t0(), reason::PROVIDER_REJECTED)).await
+    }
+
+    fn owed() -> Option<FallbackProgress> {
+        Some(FallbackProgress { channel: Channel::Sms, queued: false })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_records_the_fallback_the_event_type_names() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        assert_eq!((n.status, n.fallback, n.owes_fallback()), (Status::Failed, owed(), Some(Channel::Sms)));
+        let email = h.seed("order.completed", "evt-2", Channel::Email).await;
+        assert_eq!(owed_fallback(&h.catalog, "order.completed", email.channel), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_owed_does_nothing() {
+        let h = Harness::new().await;
+        let job = h.seed("order.completed", "evt-order-A-17", Channel::Email).await;
+        let n = h.notification(&job.notification_id).await;
+        let failed = h.force(&job.notification_id, fail(&h.catalog, &n, t0(), reason::PROVIDER_REJECTED)).await;
+        assert_eq!(failed.fallback, None, "email of order.completed has no fallback");
+
+        request_fallback(&h.fallback(), &failed).await.unwrap();
+
+        assert_eq!((h.queue.send_calls(), h.store.calls("get_event"), h.store.calls("transition")), (0, 0, 0));
+        assert_eq!(h.notification(&job.notification_id).await, failed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fallback_already_queued_is_not_requested_again() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        request_fallback(&h.fallback(), &n).await.unwrap();
+        let queued = h.notification(&n.notification_id).await;
+
+        request_fallback(&h.fallback(), &queued).await.unwrap();
+
+        assert_eq!(h.queue.send_calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_event_record_is_an_error_and_nothing_is_marked() {
+        let h = Harness::new().await;
+        let mut n = failed_push(&h).await;
+        n.event_id = EventId::parse("evt-gone").unwrap();
+        assert!(h.store.inner.get_event(&n.event_id).await.unwrap().is_none());
+
+        let err = request_fallback(&h.fallback(), &n).await.unwrap_err();
+
+        assert!(matches!(&err, FallbackError::EventMissing(id) if id == "evt-gone"), "{err}");
+        assert_eq!(h.queue.send_calls(), 0);
+        assert_eq!(h.notification(&n.notification_id).await.fallback, owed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_outage_reading_the_event_is_an_error() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        h.store.fail_next("get_event", 1);
+
+        assert!(matches!(request_fallback(&h.fallback(), &n).await, Err(FallbackError::Store(_))));
+        assert_eq!(h.queue.send_calls(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_failure_is_an_error_and_nothing_is_marked() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        h.queue.fail_next_sends(1);
+
+        assert!(matches!(request_fallback(&h.fallback(), &n).await, Err(FallbackError::Queue(_))));
+
+        assert_eq!(h.depth(EVENTS_FAST).await, 0);
+        assert_eq!(h.notification(&n.notification_id).await.fallback, owed());
+        assert_eq!(h.store.calls("transition"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_queues_the_route_job_and_marks_it_queued() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        assert_eq!(h.depth(EVENTS_FAST).await, 0);
+
+        request_fallback(&h.fallback(), &n).await.unwrap();
+
+        let sent = h.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1.dedup_id, Some(format!("{}:fallback", NotificationId::derive(&n.event_id, Channel::Sms))));
+        assert_eq!(sent[0].1.group_id.as_deref(), Some("default#u-42"));
+        let jobs: Vec<RouteJob> = h.take(EVENTS_FAST).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].fallback, Some(FallbackRequest { channel: Channel::Sms, replaces: Channel::Push }));
+        assert_eq!((jobs[0].priority, jobs[0].accepted_at), (Priority::High, t0()));
+        assert_eq!(jobs[0].event.event_id, n.event_id);
+        let marked = h.notification(&n.notification_id).await;
+        assert_eq!(marked.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
+        assert_eq!((marked.status, marked.reason.as_deref()), (Status::Failed, Some(reason::PROVIDER_REJECTED)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_repeated_after_a_lost_answer_queues_one_route_job() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        h.queue.apply_then_fail_next_sends(1);
+        assert!(request_fallback(&h.fallback(), &n).await.is_err());
+        assert_eq!(h.notification(&n.notification_id).await.fallback, owed());
+
+        request_fallback(&h.fallback(), &n).await.unwrap();
+
+        assert_eq!(h.depth(EVENTS_FAST).await, 1, "the queue drops the repeat");
+        assert_eq!(h.notification(&n.notification_id).await.fallback.map(|f| f.queued), Some(true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_outage_marking_it_is_an_error_and_a_repeat_finishes_it() {
+        let h = Harness::new().await;
+        let n = failed_push(&h).await;
+        h.store.fail_next("transition", 1);
+        assert!(matches!(request_fallback(&h.fallback(), &n).await, Err(FallbackError::Store(_))));
+        assert_eq!(h.notification(&n.notification_id).await.fallback, owed());
+
+        request_fallback(&h.fallback(), &n).await.unwrap();
+
+        assert_eq!(h.depth(EVENTS_FAST).await, 1);
+        assert_eq!(h.notification(&n.notification_id).await.fallback.map(|f| f.queued), Some(true));
+    }
+}

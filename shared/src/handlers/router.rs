@@ -225,3 +225,214 @@ pub fn outgoing_message(job: SendJob, deliver_after: Option<Timestamp>, now: Tim
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Event, FallbackProgress, Priority};
+    use crate::handlers::test_support::*;
+    use crate::jobs::FallbackRequest;
+
+    const EVENTS_FAST: &str = "events-fast.fifo";
+    const ORDER_QUEUES: [&str; 3] = ["send-email-fast.fifo", "send-push-fast.fifo", "send-websocket-fast.fifo"];
+
+    async fn order(h: &Harness) -> RouteJob {
+        h.route_job(&event("order.completed", "evt-order-A-17")).await
+    }
+
+    async fn handle(h: &Harness, job: &RouteJob, receive_count: u32) -> RecordOutcome {
+        let body = encode(job);
+        handle_route_record(&h.router(), record(EVENTS_FAST, &body, receive_count)).await
+    }
+
+    async fn stored(h: &Harness, job: &RouteJob) -> Vec<Notification> {
+        h.store.inner.list_for_event(&job.event.event_id).await.unwrap()
+    }
+
+    async fn assert_each_queue_holds_one(h: &Harness, queues: &[&str]) {
+        let depths = h.depths().await;
+        let expected: BTreeMap<String, usize> = queues.iter().map(|q| (q.to_string(), 1)).collect();
+        assert_eq!(depths, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_built_in_event_is_routed_to_its_channels_and_queues() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let notifications = stored(&h, &job).await;
+        let channels: Vec<_> = notifications.iter().map(|n| (n.channel, n.status, n.priority)).collect();
+        assert_eq!(
+            channels,
+            [(Channel::Email, Status::Pending, Priority::High), (Channel::Push, Status::Pending, Priority::High), (Channel::Websocket, Status::Pending, Priority::High)]
+        );
+        assert!(notifications.iter().all(|n| n.attempts == 0 && n.fallback_for.is_none() && n.created_at == t0()));
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+        let emails: Vec<SendJob> = h.take("send-email-fast.fifo").await;
+        assert_eq!(emails[0].notification_id, NotificationId::derive(&job.event.event_id, Channel::Email));
+        assert_eq!(emails[0].address, crate::ports::Address::Email { to: EMAIL.into() });
+        assert_eq!(emails[0].message.part("subject"), "Order A-17 confirmed");
+        assert_eq!((emails[0].accepted_at, emails[0].redrives), (t0(), 0));
+        let sms_like = h.queue.sent().iter().filter(|(q, _)| q.contains("sms")).count();
+        assert_eq!(sms_like, 0, "no fallback channel without a failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_profile_read_failure_retries_with_backoff_from_the_receive_count() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        h.store.fail_next("get_recipient", 1);
+
+        let RecordOutcome::Retry(after) = handle(&h, &job, 3).await else { panic!("retried") };
+
+        assert_backoff(after, &HICCUP, 3);
+        assert!(stored(&h, &job).await.is_empty());
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_failing_midway_is_retried_without_duplicates() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        h.store.fail_after("create", 1, 1); // email is created, push fails
+
+        let RecordOutcome::Retry(after) = handle(&h, &job, 1).await else { panic!("retried") };
+        assert_backoff(after, &HICCUP, 1);
+        let first = stored(&h, &job).await;
+        assert_eq!(first.iter().map(|n| n.channel).collect::<Vec<_>>(), [Channel::Email]);
+        assert!(h.queue.sent().is_empty(), "nothing queued by the failed try");
+
+        h.clock.advance(Duration::from_secs(5));
+        assert_eq!(handle(&h, &job, 2).await, RecordOutcome::Done);
+
+        let all = stored(&h, &job).await;
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], first[0], "the email notification is the one created first");
+        assert!(all[1..].iter().all(|n| n.created_at == t0() + Duration::from_secs(5)));
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+        assert_eq!(h.store.calls("create"), 2 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_failure_retries_and_the_redelivery_queues_again() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        h.queue.fail_next_sends(1);
+
+        let RecordOutcome::Retry(after) = handle(&h, &job, 1).await else { panic!("retried") };
+        assert_backoff(after, &HICCUP, 1);
+        assert!(h.depths().await.is_empty());
+        assert!(stored(&h, &job).await.iter().all(|n| n.status == Status::Pending));
+
+        assert_eq!(handle(&h, &job, 2).await, RecordOutcome::Done);
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_route_job_queues_nothing_twice() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let first = stored(&h, &job).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        assert_eq!(stored(&h, &job).await, first);
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fallback_route_job_creates_only_the_fallback_channel() {
+        let h = Harness::new().await;
+        let job = RouteJob { fallback: Some(FallbackRequest { channel: Channel::Sms, replaces: Channel::Push }), ..order(&h).await };
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let all = stored(&h, &job).await;
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].channel, all[0].status, all[0].fallback_for), (Channel::Sms, Status::Pending, Some(Channel::Push)));
+        assert_each_queue_holds_one(&h, &["send-sms-fast.fifo"]).await;
+        let sms: Vec<SendJob> = h.take("send-sms-fast.fifo").await;
+        assert_eq!(sms[0].address, crate::ports::Address::Phone { number: PHONE.into() });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scheduled_event_is_held_on_the_deferred_queue() {
+        let h = Harness::new().await;
+        let at = t0() + Duration::from_secs(3600);
+        let job = h.route_job(&Event { send_after: Some(at), channels: Some(vec![Channel::Email]), ..event("order.completed", "evt-later") }).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let all = stored(&h, &job).await;
+        assert_eq!((all[0].status, all[0].deliver_after), (Status::Scheduled, Some(at)));
+        let sent = h.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].0.as_str(), sent[0].1.delay), (DEFERRED_QUEUE, MAX_DELAY));
+        let deferred: DeferredJob = decode(&sent[0].1.body, "deferred job").unwrap();
+        assert_eq!((deferred.queue.as_str(), deferred.deliver_after), ("send-email-fast.fifo", at));
+    }
+
+    fn strict_catalog() -> Arc<Catalog> {
+        let dir = std::env::temp_dir().join(format!("notify-router-test-{}", ulid::Ulid::new()));
+        let t = dir.join("strict.check");
+        std::fs::create_dir_all(t.join("templates/en")).unwrap();
+        std::fs::write(t.join("event.json"), r#"{"priority": "normal", "channels": ["email"], "fallback": {"email": "sms"}}"#).unwrap();
+        std::fs::write(t.join("schema.json"), r#"{"type": "object"}"#).unwrap();
+        for (file, text) in [("email.subject", "Hi {{ payload.name }}"), ("email.text", "t"), ("email.html", "<p>h</p>"), ("sms.text", "Hello")] {
+            std::fs::write(t.join("templates/en").join(file), text).unwrap();
+        }
+        let catalog = Catalog::load(&dir).expect("the test catalog loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        Arc::new(catalog)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_template_error_fails_the_notification_and_queues_its_fallback() {
+        let h = Harness::with_catalog(strict_catalog()).await;
+        let job = h.route_job(&event("strict.check", "evt-strict-1")).await;
+        assert_eq!(job.priority, Priority::Normal);
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let all = stored(&h, &job).await;
+        assert_eq!(all.len(), 1);
+        let email = &all[0];
+        assert_eq!((email.channel, email.status, email.reason.as_deref()), (Channel::Email, Status::Failed, Some(reason::TEMPLATE_ERROR)));
+        assert!(email.last_error.as_deref().unwrap().contains("undefined"), "{email:?}");
+        assert_eq!(email.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
+        assert_each_queue_holds_one(&h, &["events-bulk.fifo"]).await;
+        let fallbacks: Vec<RouteJob> = h.take("events-bulk.fifo").await;
+        assert_eq!(fallbacks[0].fallback, Some(FallbackRequest { channel: Channel::Sms, replaces: Channel::Email }));
+
+        // The fallback job, routed in turn, creates the SMS notification.
+        assert_eq!(route_event(&h.router(), &fallbacks[0]).await.unwrap().len(), 1);
+        let sms = h.notification(&NotificationId::derive(&job.event.event_id, Channel::Sms)).await;
+        assert_eq!((sms.status, sms.fallback_for), (Status::Pending, Some(Channel::Email)));
+        assert_each_queue_holds_one(&h, &["send-sms-bulk.fifo"]).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_template_error_whose_fallback_could_not_be_queued_is_queued_on_redelivery() {
+        let h = Harness::with_catalog(strict_catalog()).await;
+        let job = h.route_job(&event("strict.check", "evt-strict-2")).await;
+        h.queue.fail_next_sends(1);
+
+        assert!(matches!(handle(&h, &job, 1).await, RecordOutcome::Retry(_)));
+        let id = NotificationId::derive(&job.event.event_id, Channel::Email);
+        assert_eq!(h.notification(&id).await.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: false }));
+
+        assert_eq!(handle(&h, &job, 2).await, RecordOutcome::Done);
+        assert_eq!(h.notification(&id).await.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
+        assert_each_queue_holds_one(&h, &["events-bulk.fifo"]).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_route_job_is_parked() {
+        let h = Harness::new().await;
+        let outcome = handle_route_record(&h.router(), record(EVENTS_FAST, r#"{"event": null}"#, 1)).await;
+        assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
+    }
+}
