@@ -58,6 +58,8 @@ macro_rules! every_check {
             notifications_live_lease_rejects_a_second_claim,
             notifications_claim_after_lease_expiry_applies,
             $(#[ignore = $gap])? notifications_concurrent_claims_apply_once,
+            notifications_outcome_only_under_its_own_claim,
+            notifications_failure_records_its_fallback_and_refunds,
             notifications_status_in_guard,
             notifications_transition_can_clear_fields,
             notifications_transition_of_unknown_is_not_found,

@@ -77,8 +77,8 @@ async fn the_same_event_twice_is_one_email_and_a_replayed_answer() {
     assert_eq!(second.text().await.unwrap(), first_body);
 
     app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
-    // Give a duplicate every chance to show up before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Give a duplicate every chance to show up before counting: the stack has gone idle.
+    assert!(app.stack.wait_idle(Duration::from_millis(500), WAIT).await, "the stack goes idle");
     let emails: Vec<_> = app.outbox("email").await.into_iter().filter(|m| m["event_id"] == event_id.as_str()).collect();
     assert_eq!(emails.len(), 1);
 

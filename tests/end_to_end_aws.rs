@@ -95,7 +95,7 @@ async fn a_duplicate_post_yields_one_email() {
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     app.wait_for_notification(event_id, "email", "sent", WAIT).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(app.stack.wait_idle(Duration::from_secs(1), WAIT).await, "the stack goes idle");
     let to_user = emulator_emails().await.into_iter().filter(|m| m["to"] == json!([email])).count();
     assert_eq!(to_user, 1);
     app.stack.stop().await;
@@ -196,8 +196,8 @@ async fn aws_requests_per_delivered_single_channel_notification() {
     let app = spawn_aws_app(Some(counter.clone())).await;
     let user = unique("u");
     create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), "+14155550104").await;
-    // Let provisioning, the profile write and idle polling settle, then count one event only.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let provisioning and the profile write settle, then count one event only.
+    assert!(app.stack.wait_idle(Duration::from_millis(500), WAIT).await, "the stack goes idle");
     let idle_before = counter.snapshot();
     let mut body = event_for("user.registered.json", &user);
     body["channels"] = json!(["email"]);
@@ -205,14 +205,19 @@ async fn aws_requests_per_delivered_single_channel_notification() {
     let email = format!("{}@example.com", user.to_lowercase());
     counter.reset();
     assert_eq!(app.post_event(&body).await.status(), 202);
-    // Watch the emulator, not the API, so this test's own status reads are not counted; then
-    // give the sender time to record `sent` and the poller to delete the message.
+    // Watch the emulator and the request counter, not the API, so this test's own status reads
+    // are not counted: the email reaches SES, then both messages (route job, send job) are deleted.
     let deadline = tokio::time::Instant::now() + WAIT;
     while !emulator_emails().await.iter().any(|m| m["to"] == json!([email])) {
         assert!(tokio::time::Instant::now() < deadline, "email never reached SES");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deletes = |c: &std::collections::BTreeMap<(String, String), usize>| c.iter().filter(|((_, o), _)| o == "DeleteMessage").map(|(_, n)| *n).sum::<usize>();
+    while deletes(&counter.snapshot()) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the messages were never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app.stack.wait_idle(Duration::from_millis(300), WAIT).await, "the stack goes idle");
     let counts = counter.snapshot();
     app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
     app.stack.stop().await;

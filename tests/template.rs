@@ -197,6 +197,27 @@ fn event_source_problems(t: &Value) -> Vec<String> {
     problems
 }
 
+/// Every dead-letter queue has a consumer: nothing an accepted event turns into may sit in a
+/// queue that only "waits for an operator".
+fn unconsumed_dead_letter_queues(t: &Value) -> Vec<String> {
+    let consumed: BTreeSet<String> = of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .flat_map(|(_, f)| sqs_sources(f).into_iter().filter_map(|(_, s)| path(s, &["Properties", "Queue"]).and_then(get_att).map(|(q, _)| q.to_owned())))
+        .collect();
+    of_type(t, "AWS::SQS::Queue")
+        .into_iter()
+        .filter(|(_, q)| queue_name(q).is_some_and(|n| is_dlq(&n)))
+        .filter(|(id, _)| !consumed.contains(id))
+        .map(|(id, _)| format!("{id}: a dead-letter queue no function consumes"))
+        .collect()
+}
+
+#[test]
+fn every_dead_letter_queue_has_a_consumer() {
+    let problems = unconsumed_dead_letter_queues(&template());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn every_sqs_event_source_reports_batch_item_failures_and_fits_its_queue() {
     let problems = event_source_problems(&template());
@@ -624,6 +645,11 @@ Resources:
       QueueName: {Fn::Sub: "${AWS::StackName}-lonely.fifo"}
       FifoQueue: true
       VisibilityTimeout: 30
+  ForgottenDeadLetterQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: {Fn::Sub: "${AWS::StackName}-lonely-dlq.fifo"}
+      FifoQueue: true
   Worker:
     Type: AWS::Serverless::Function
     Properties:
@@ -647,7 +673,14 @@ Resources:
 "#,
     )
     .unwrap();
-    let all = [queue_problems(&bad), event_source_problems(&bad), privilege_problems(&bad), environment_problems(&bad), alarm_problems(&bad)]
+    let all = [
+        queue_problems(&bad),
+        event_source_problems(&bad),
+        privilege_problems(&bad),
+        environment_problems(&bad),
+        alarm_problems(&bad),
+        unconsumed_dead_letter_queues(&bad),
+    ]
         .concat()
         .join("\n");
     for expected in [
@@ -660,6 +693,7 @@ Resources:
         "Worker: sets NOTIFY_SOMETHING_NEW, which no code reads",
         "LonelyQueue: no alarm on the age",
         "Worker: no error-rate alarm",
+        "ForgottenDeadLetterQueue: a dead-letter queue no function consumes",
     ] {
         assert!(all.contains(expected), "expected {expected:?} among:\n{all}");
     }

@@ -191,6 +191,25 @@ impl LocalStack {
         format!("http://{}", self.addr)
     }
 
+    /// Waits until no handler has been given a record for `quiet` (every queue drained, nothing
+    /// coming back from a retry in that time), or `timeout` passes; answers whether it went quiet.
+    /// Tests wait on this instead of sleeping before they count what was sent.
+    pub async fn wait_idle(&self, quiet: std::time::Duration, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = self.inspect.poll_stats.batches();
+        let mut since = tokio::time::Instant::now();
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let now = self.inspect.poll_stats.batches();
+            if now != last {
+                (last, since) = (now, tokio::time::Instant::now());
+            } else if since.elapsed() >= quiet {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Stops accepting requests, lets the pollers finish their batches, and returns.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

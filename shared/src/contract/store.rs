@@ -69,6 +69,8 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     notifications_live_lease_rejects_a_second_claim(fixture).await;
     notifications_claim_after_lease_expiry_applies(fixture).await;
     notifications_concurrent_claims_apply_once(fixture).await;
+    notifications_outcome_only_under_its_own_claim(fixture).await;
+    notifications_failure_records_its_fallback_and_refunds(fixture).await;
     notifications_status_in_guard(fixture).await;
     notifications_transition_can_clear_fields(fixture).await;
     notifications_transition_of_unknown_is_not_found(fixture).await;
@@ -494,6 +496,67 @@ pub async fn notifications_claim_after_lease_expiry_applies(fixture: &dyn StoreF
     assert_eq!(unleased.lease_until, None);
     let (guard, change) = claim_for_send(51, 30);
     assert_eq!(transition(&s, &current.notification_id, &guard, &change).await, TransitionOutcome::Applied(change.apply(&unleased)));
+}
+
+/// A sender records its outcome under its own claim (`ClaimedUntil` its lease): once another
+/// sender took the notification over after the lease ran out, the late outcome is rejected.
+pub async fn notifications_outcome_only_under_its_own_claim(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let first = claimed(&s).await;
+    let (guard, change) = claim_for_send(41, 30);
+    let second = match transition(&s, &first.notification_id, &guard, &change).await {
+        TransitionOutcome::Applied(n) => n,
+        other => panic!("taking over a lapsed lease: {other:?}"),
+    };
+    let late = Transition::to(Status::Pending, at(45)).last_error("timeout").lease_until(None);
+    assert_eq!(
+        transition(&s, &first.notification_id, &Guard::ClaimedUntil(at(40)), &late).await,
+        TransitionOutcome::Rejected(second.clone()),
+        "the first sender's claim (lease until +40) no longer holds"
+    );
+    let sent = Transition::to(Status::Sent, at(46)).lease_until(None).provider_message_id("msg-2").sent_at(at(46));
+    match transition(&s, &first.notification_id, &Guard::ClaimedUntil(at(71)), &sent).await {
+        TransitionOutcome::Applied(n) => assert_eq!(n, sent.apply(&second)),
+        other => panic!("the holder records its outcome: {other:?}"),
+    }
+}
+
+/// A failure records the fallback it owes, the mark that it was queued, and a throttled claim's
+/// attempt given back: the fields the fallback and throttling rules live on.
+pub async fn notifications_failure_records_its_fallback_and_refunds(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let n = claimed(&s).await;
+    let throttled = Transition::to(Status::Pending, at(12)).refund_attempt().lease_until(None);
+    let pending = match transition(&s, &n.notification_id, &Guard::ClaimedUntil(at(40)), &throttled).await {
+        TransitionOutcome::Applied(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pending.attempts, 0, "the claim's attempt is given back");
+    assert_eq!(get(&s, &n.notification_id).await, Some(pending.clone()));
+
+    let (guard, claim) = claim_for_send(13, 30);
+    let sending = match transition(&s, &n.notification_id, &guard, &claim).await {
+        TransitionOutcome::Applied(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let owed = crate::domain::FallbackProgress { channel: Channel::Sms, queued: false };
+    let failed = Transition::to(Status::Failed, at(14)).reason("provider_rejected").lease_until(None).fallback(Some(owed));
+    let failed_n = match transition(&s, &n.notification_id, &Guard::ClaimedUntil(at(43)), &failed).await {
+        TransitionOutcome::Applied(f) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(failed_n, failed.apply(&sending));
+    assert_eq!(failed_n.owes_fallback(), Some(Channel::Sms));
+    assert_eq!(get(&s, &n.notification_id).await, Some(failed_n.clone()));
+
+    let queued = Transition::to(Status::Failed, at(15)).fallback(Some(crate::domain::FallbackProgress { queued: true, ..owed }));
+    let done = match transition(&s, &n.notification_id, &Guard::StatusIn(vec![Status::Failed]), &queued).await {
+        TransitionOutcome::Applied(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(done.owes_fallback(), None);
+    assert_eq!(done.reason.as_deref(), Some("provider_rejected"), "marking the fallback queued keeps the reason");
+    assert_eq!(get(&s, &n.notification_id).await, Some(done));
 }
 
 pub async fn notifications_concurrent_claims_apply_once(fixture: &dyn StoreFixture) {

@@ -237,6 +237,10 @@ pub enum Guard {
     /// A sender may claim it: `pending` or `scheduled`, or `sending` whose lease ran out before `now`
     /// (the sender that held it died mid-flight).
     Claimable { now: Timestamp },
+    /// Still held by the claim that set this lease: `sending` with exactly this `lease_until`
+    /// (to the millisecond). A sender records its outcome under it, so a sender whose lease ran
+    /// out and was taken over cannot overwrite the new holder's claim.
+    ClaimedUntil(Timestamp),
 }
 
 impl Guard {
@@ -248,6 +252,9 @@ impl Guard {
                 Status::Sending => n.lease_until.is_none_or(|until| until < *now),
                 _ => false,
             },
+            Guard::ClaimedUntil(lease) => {
+                n.status == Status::Sending && n.lease_until.is_some_and(|until| until.as_millisecond() == lease.as_millisecond())
+            }
         }
     }
 }
@@ -297,6 +304,20 @@ mod tests {
         for done in [Status::Sent, Status::Failed, Status::Skipped] {
             assert!(!guard.holds_for(&sample(done)));
         }
+    }
+
+    #[test]
+    fn a_claim_holds_only_for_its_own_lease() {
+        let lease = Timestamp::from_second(1_700_000_200).unwrap();
+        let mut mine = sample(Status::Sending);
+        mine.lease_until = Some(lease);
+        assert!(Guard::ClaimedUntil(lease).holds_for(&mine));
+        let mut taken_over = mine.clone();
+        taken_over.lease_until = Some(Timestamp::from_second(1_700_000_300).unwrap());
+        assert!(!Guard::ClaimedUntil(lease).holds_for(&taken_over));
+        let mut done = mine.clone();
+        done.status = Status::Sent;
+        assert!(!Guard::ClaimedUntil(lease).holds_for(&done));
     }
 
     #[test]

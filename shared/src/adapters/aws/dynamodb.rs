@@ -353,6 +353,11 @@ fn guard_condition(guard: &Guard, values: &mut HashMap<String, AttributeValue>) 
             let keys = statuses.iter().map(|s| status_value(*s, values)).collect::<Result<Vec<_>, _>>()?;
             Ok(format!("attribute_exists(notification_id) AND #status IN ({})", keys.join(", ")))
         }
+        Guard::ClaimedUntil(lease) => {
+            let sending = status_value(Status::Sending, values)?;
+            values.insert(":g_lease".into(), n(lease.as_millisecond()));
+            Ok(format!("#status = {sending} AND lease_until_ms = :g_lease"))
+        }
         Guard::Claimable { now } => {
             let pending = status_value(Status::Pending, values)?;
             let scheduled = status_value(Status::Scheduled, values)?;
