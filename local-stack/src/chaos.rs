@@ -61,6 +61,8 @@ impl ChaosOptions {
         config.visibility_timeout = Duration::from_secs(3);
         config.max_receive_count = shared::topology::DEFAULT_MAX_RECEIVE_COUNT;
         config.pollers_per_queue = 4;
+        // A claim left by a request that died lapses in 3 s instead of 30 s.
+        config.in_progress_ttl = Duration::from_secs(3);
         ChaosOptions {
             events,
             users,
@@ -382,7 +384,10 @@ async fn report(
         }
         pending = still;
         if pending.is_empty() {
-            settled = quiet(stack, options.config.visibility_timeout * 2, deadline).await;
+            // Long enough for any straggler: a retry's longest backoff twice over, or a lease.
+            let settings = options.config.settings();
+            let window = (options.config.retry_max * 2).max(settings.lease()) + Duration::from_secs(1);
+            settled = quiet(stack, window, deadline).await;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

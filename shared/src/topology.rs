@@ -73,7 +73,8 @@ pub fn is_dead_letter_queue(queue: &str) -> bool {
 /// A safety net, not the retry budget: senders give up by their own count of provider attempts
 /// ([`RetryPolicy`](crate::handlers::sqs_batch::RetryPolicy)), and on a FIFO queue every record
 /// held back behind a failing one of its group is received (and counted) again too. Fifty
-/// receives at the pipeline's backoff (1 s doubling to 5 min) is over three hours of trouble.
+/// receives at the pipeline's backoff (1 s doubling to 5 min, each delay at least ¾ of that)
+/// take two and a half hours or more of continuous trouble.
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 50;
 
 /// Tunables of the topology; the local stack and tests shorten them.

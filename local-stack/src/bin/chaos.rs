@@ -61,6 +61,12 @@ async fn main() -> anyhow::Result<()> {
         options.config.backend = Backend::Aws(aws);
         // The template's queues: 180 s visibility, so a sender's lease of 60 s.
         options.config.visibility_timeout = Duration::from_secs(180);
+        // Whole seconds on SQS.
+        options.config.retry_base = Duration::from_secs(1);
+        options.config.retry_max = Duration::from_secs(2);
+        // One poller per queue: an emulator such as moto answers concurrent ReceiveMessage calls
+        // on one FIFO queue without a lock (two pollers may get messages of one group).
+        options.config.pollers_per_queue = 1;
     } else if args.backend != "memory" {
         anyhow::bail!("--backend is memory or aws, not {:?}", args.backend);
     }

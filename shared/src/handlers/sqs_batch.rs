@@ -173,7 +173,7 @@ impl RetryPolicy {
     pub const LIVE: RetryPolicy = RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(15), max_attempts: 5 };
     /// Store and queue hiccups in the router, scheduler and dead-letter handler: from 1 s to 5 min.
     /// With the main queues' redrive after 50 receives, an accepted event stays on its queue
-    /// through at least three hours of trouble.
+    /// through two and a half hours of trouble or more.
     pub const PIPELINE: RetryPolicy = RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(300), max_attempts: u32::MAX };
 
     /// The default policy of a channel's sender.
@@ -320,6 +320,11 @@ mod tests {
         assert!(RetryPolicy::DELIVERY.may_retry(9));
         assert!(!RetryPolicy::DELIVERY.may_retry(10));
         assert_eq!(RetryPolicy::for_channel(crate::domain::Channel::Websocket), RetryPolicy::LIVE);
+        // The pipeline's queues redrive after DEFAULT_MAX_RECEIVE_COUNT receives: that many
+        // backoffs take well over an hour of continuous trouble.
+        let receives = crate::topology::DEFAULT_MAX_RECEIVE_COUNT;
+        let redrive_after = RetryPolicy { max_attempts: receives, ..RetryPolicy::PIPELINE }.shortest_window();
+        assert!(redrive_after >= Duration::from_secs(150 * 60), "{redrive_after:?}");
         assert_eq!(RetryPolicy::for_channel(crate::domain::Channel::Email), RetryPolicy::DELIVERY);
     }
 }
