@@ -28,8 +28,9 @@ impl QueueFixture for Memory {
 
 /// One test per check: `checks!(<fixture constructor>; check, …)`.
 macro_rules! checks {
-    ($fixture:expr; $($check:ident),* $(,)?) => {
+    ($fixture:expr; $($(#[$attr:meta])? $check:ident),* $(,)?) => {
         $(
+            $(#[$attr])?
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let fixture = $fixture.await;
@@ -40,13 +41,15 @@ macro_rules! checks {
     };
 }
 
-/// The list of checks, once for every adapter.
+/// The list of checks, once for every adapter. `emulator_gap: "<why>"` marks the checks that the
+/// emulator cannot pass as ignored (reported as skipped, never silently passed).
 macro_rules! every_check {
-    ($fixture:expr) => {
+    ($fixture:expr $(, emulator_gap: $gap:literal)?) => {
         checks!(
             $fixture;
             fifo_keeps_order_within_a_group,
             fifo_holds_a_group_while_one_of_its_messages_is_in_flight,
+            $(#[ignore = $gap])? fifo_retried_messages_come_back_in_order,
             fifo_drops_a_repeated_dedup_id,
             fifo_rejects_missing_group_or_dedup_id,
             fifo_rejects_per_message_delay,
@@ -160,5 +163,8 @@ mod aws {
         }
     }
 
-    every_check!(Sqs::new());
+    every_check!(
+        Sqs::new(),
+        emulator_gap: "moto hands out a retried FIFO group out of order (localstack/moto_fifo_reorder.py); SQS does not"
+    );
 }

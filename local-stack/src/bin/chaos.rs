@@ -35,6 +35,10 @@ struct ChaosArgs {
     /// Seconds everything may take to settle.
     #[arg(long, default_value_t = 600)]
     settle_seconds: u64,
+    /// Report out-of-order messages without failing on them (for an emulator whose FIFO queues
+    /// reorder retried messages, such as moto).
+    #[arg(long)]
+    no_order_check: bool,
     /// `memory` (in-process queues and store) or `aws` (an emulator at AWS_ENDPOINT_URL, its
     /// queues and tables created from template.yaml under a fresh stack name).
     #[arg(long, default_value = "memory")]
@@ -53,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     options.duplicate_share = args.duplicates;
     options.concurrency = args.concurrency.max(1);
     options.settle_timeout = Duration::from_secs(args.settle_seconds);
+    options.check_order = !args.no_order_check;
     if args.backend == "aws" {
         let stack_name = format!("chaos-{}", ulid::Ulid::new().to_string().to_lowercase());
         let stack_args = Args::parse_from(["local-stack", "--backend", "aws", "--provision", "--stack-name", &stack_name]);

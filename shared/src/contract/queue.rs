@@ -50,6 +50,7 @@ impl QueueHandles {
 pub async fn run_all(fixture: &dyn QueueFixture) {
     fifo_keeps_order_within_a_group(fixture).await;
     fifo_holds_a_group_while_one_of_its_messages_is_in_flight(fixture).await;
+    fifo_retried_messages_come_back_in_order(fixture).await;
     fifo_drops_a_repeated_dedup_id(fixture).await;
     fifo_rejects_missing_group_or_dedup_id(fixture).await;
     fifo_rejects_per_message_delay(fixture).await;
@@ -202,6 +203,20 @@ pub async fn fifo_holds_a_group_while_one_of_its_messages_is_in_flight(fixture: 
     let next = receive(&h, Q, 10, 2 * SECOND).await;
     assert_eq!(bodies(&next), ["a2"], "deleting a1 releases group a");
     assert_eq!(next[0].receive_count, 1);
+}
+
+/// Messages of a group put back for a retry (a failed record and the ones held behind it) come
+/// back in their order, even when the earlier one becomes visible first and alone.
+pub async fn fifo_retried_messages_come_back_in_order(fixture: &dyn QueueFixture) {
+    const Q: &str = "retried.fifo";
+    let h = fixture.queues(&[QueueSpec::fifo(Q).visibility_timeout(LONG_VISIBILITY)]).await;
+    send(&h, Q, vec![fifo("a1", "a", "a1"), fifo("a2", "a", "a2")]).await;
+    let first = receive(&h, Q, 10, 2 * SECOND).await;
+    assert_eq!(bodies(&first), ["a1", "a2"]);
+    h.visibility.change_visibility(Q, &first[0].receipt_handle, SECOND).await.expect("a1 back in 1 s");
+    h.visibility.change_visibility(Q, &first[1].receipt_handle, 2 * SECOND).await.expect("a2 back in 2 s");
+    let again = drain(&h, Q, 2, 10 * SECOND).await;
+    assert_eq!(bodies(&again), ["a1", "a2"], "the group comes back in order");
 }
 
 /// A second message with a deduplication id accepted in the last five minutes is accepted and

@@ -108,28 +108,8 @@ fn event_id(raw: &str) -> EventId {
 }
 
 fn notification(event: &str, channel: Channel, user_id: &str, created: i64) -> Notification {
-    let event_id = event_id(event);
-    Notification {
-        notification_id: NotificationId::derive(&event_id, channel),
-        event_id,
-        event_type: "order.completed".into(),
-        user_id: user(user_id),
-        channel,
-        priority: Priority::High,
-        status: Status::Pending,
-        reason: None,
-        attempts: 0,
-        last_error: None,
-        fallback_for: None,
-        fallback: None,
-        deliver_after: None,
-        lease_until: None,
-        provider_message_id: None,
-        title: Some("Your order shipped".into()),
-        created_at: at(created),
-        updated_at: at(created),
-        sent_at: None,
-    }
+    let n = Notification::pending(&event_id(event), "order.completed", &user(user_id), channel, Priority::High, at(created));
+    Notification { title: Some("Your order shipped".into()), ..n }
 }
 
 fn in_progress(key: &str, hash: &str, until: i64, expires: i64) -> IdempotencyRecord {

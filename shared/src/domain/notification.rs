@@ -106,6 +106,32 @@ pub struct FallbackProgress {
 }
 
 impl Notification {
+    /// A new notification of `event_id` on `channel`, `pending`, never attempted, created `now`:
+    /// its id derived from (event, channel), so creating it twice creates it once.
+    pub fn pending(event_id: &EventId, event_type: &str, user_id: &UserId, channel: Channel, priority: Priority, now: Timestamp) -> Self {
+        Notification {
+            notification_id: NotificationId::derive(event_id, channel),
+            event_id: event_id.clone(),
+            event_type: event_type.to_owned(),
+            user_id: user_id.clone(),
+            channel,
+            priority,
+            status: Status::Pending,
+            reason: None,
+            attempts: 0,
+            last_error: None,
+            fallback_for: None,
+            fallback: None,
+            deliver_after: None,
+            lease_until: None,
+            provider_message_id: None,
+            title: None,
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+        }
+    }
+
     /// Failed for good with a fallback channel whose request is not yet queued.
     pub fn owes_fallback(&self) -> Option<Channel> {
         match self.fallback {
@@ -266,27 +292,8 @@ mod tests {
     fn sample(status: Status) -> Notification {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         let event_id = EventId::parse("evt-1").unwrap();
-        Notification {
-            notification_id: NotificationId::derive(&event_id, Channel::Email),
-            event_id,
-            event_type: "user.registered".into(),
-            user_id: UserId::parse("u-1").unwrap(),
-            channel: Channel::Email,
-            priority: Priority::High,
-            status,
-            reason: None,
-            attempts: 0,
-            last_error: None,
-            fallback_for: None,
-            fallback: None,
-            deliver_after: None,
-            lease_until: None,
-            provider_message_id: None,
-            title: None,
-            created_at: now,
-            updated_at: now,
-            sent_at: None,
-        }
+        let n = Notification::pending(&event_id, "user.registered", &UserId::parse("u-1").unwrap(), Channel::Email, Priority::High, now);
+        Notification { status, ..n }
     }
 
     #[test]

@@ -97,25 +97,8 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
     for channel in channels {
         let notification_id = NotificationId::derive(&event.event_id, channel);
         let mut notification = Notification {
-            notification_id: notification_id.clone(),
-            event_id: event.event_id.clone(),
-            event_type: event.event_type.clone(),
-            user_id: event.user_id.clone(),
-            channel,
-            priority: job.priority,
-            status: Status::Pending,
-            reason: None,
-            attempts: 0,
-            last_error: None,
             fallback_for: job.fallback.as_ref().map(|f| f.replaces),
-            fallback: None,
-            deliver_after: None,
-            lease_until: None,
-            provider_message_id: None,
-            title: None,
-            created_at: now,
-            updated_at: now,
-            sent_at: None,
+            ..Notification::pending(&event.event_id, &event.event_type, &event.user_id, channel, job.priority, now)
         };
         let mut send_job = None;
         match decide(channel, event_type.category.as_deref(), &profile, &preferences) {

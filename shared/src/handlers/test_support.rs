@@ -554,27 +554,7 @@ impl Harness {
         let message = self.catalog.templates().render(event_type, "en", channel, &ctx).expect("the template renders");
         let notification_id = NotificationId::derive(&event.event_id, channel);
         let now = t0();
-        let notification = Notification {
-            notification_id: notification_id.clone(),
-            event_id: event.event_id.clone(),
-            event_type: event_type.into(),
-            user_id: user(),
-            channel,
-            priority: record.priority,
-            status: Status::Pending,
-            reason: None,
-            attempts: 0,
-            last_error: None,
-            fallback_for: None,
-            fallback: None,
-            deliver_after: None,
-            lease_until: None,
-            provider_message_id: None,
-            title: None,
-            created_at: now,
-            updated_at: now,
-            sent_at: None,
-        };
+        let notification = Notification::pending(&event.event_id, event_type, &user(), channel, record.priority, now);
         assert!(self.store.inner.create(&notification).await.unwrap(), "seeded once");
         SendJob {
             notification_id,
