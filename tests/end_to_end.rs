@@ -35,7 +35,9 @@ async fn every_built_in_event_type_arrives_by_email_and_on_the_websocket() {
 
         let ws = app.wait_for_notification(&event_id, "websocket", "sent", WAIT).await;
         assert_eq!(ws["attempts"], 1);
-        app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+        assert_eq!(ws["provider"], "websocket", "the provider that delivered is recorded");
+        let sent = app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+        assert_eq!(sent["provider"], "local-outbox");
     }
     app.stack.stop().await;
 }

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use shared::domain::{Channel, EventId, Guard, Notification, NotificationId, Preferences, Profile, Transition, UserId};
 use shared::ports::queue::{OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 use shared::ports::{
-    ChannelSender, Claim, Connection, ConnectionStore, Delivery, EventRecord, EventStore, IdempotencyStore, NotificationStore, Page,
+    ChannelSender, Claim, Connection, ConnectionStore, Delivery, ProviderReceipt, EventRecord, EventStore, IdempotencyStore, NotificationStore, Page,
     ProfileStore, SendError, StoreError, StoredResponse, TransitionOutcome,
 };
 use std::collections::{BTreeMap, HashSet};
@@ -235,7 +235,7 @@ struct FaultySender {
 
 #[async_trait]
 impl ChannelSender for FaultySender {
-    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         match self.faults.draw(FaultTarget::Channel(self.channel), false) {
             Draw::FailBefore(FaultKind::Transient) => {
                 Err(SendError::Transient(format!("local {} provider is set to fail (injected fault)", self.channel)))

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use shared::domain::Channel;
-use shared::ports::{ChannelSender, Delivery, SendError};
+use shared::ports::{ChannelSender, Delivery, ProviderReceipt, SendError};
 use std::sync::{Arc, Mutex};
 
 /// One message a provider accepted.
@@ -47,7 +47,7 @@ struct Recording {
 
 #[async_trait]
 impl ChannelSender for Recording {
-    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let entry = SentMessage {
             notification_id: delivery.notification_id.to_string(),
             event_id: delivery.event_id.to_string(),

@@ -93,7 +93,7 @@ mod tests {
     use shared::auth::WsTokens;
     use shared::domain::{Channel, EventId, NotificationId, Priority, UserId};
     use shared::handlers::ws::WebSocketFanout;
-    use shared::ports::{Address, ChannelSender, Connection, ConnectionStore, Delivery, RenderedMessage, SendError, StoreError, SystemClock};
+    use shared::ports::{Address, ChannelSender, Connection, ConnectionStore, Delivery, ProviderReceipt, RenderedMessage, SendError, StoreError, SystemClock};
     use std::sync::Mutex;
 
     /// A connections table that, the moment a connection is recorded, lets the push sender post
@@ -101,7 +101,7 @@ mod tests {
     struct PushWhileRecording {
         inner: Arc<MemoryStore>,
         fanout: WebSocketFanout,
-        pushed: Mutex<Option<Result<String, SendError>>>,
+        pushed: Mutex<Option<Result<ProviderReceipt, SendError>>>,
     }
 
     #[async_trait]
@@ -152,7 +152,7 @@ mod tests {
 
         let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await.expect("connects");
         let pushed = store.pushed.lock().unwrap().clone().expect("the push ran while the connection was recorded");
-        assert_eq!(pushed, Ok("1 connection(s)".to_owned()), "the frame was queued for the socket, not answered Gone");
+        assert_eq!(pushed, Ok(ProviderReceipt::new("websocket", "1 connection(s)")), "the frame was queued for the socket, not answered Gone");
         let live = inner.connections_of(&user, Timestamp::now()).await.unwrap();
         assert_eq!(live.len(), 1, "the live connection was not forgotten");
         let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next()).await.expect("a frame").unwrap().unwrap();

@@ -87,6 +87,10 @@ pub struct Notification {
     pub lease_until: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The provider that accepted the message (`ses`, `sns`, …; with several providers for a
+    /// channel, the one that delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// Title (push, websocket) or subject (email) for the in-app inbox; never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -125,6 +129,7 @@ impl Notification {
             deliver_after: None,
             lease_until: None,
             provider_message_id: None,
+            provider: None,
             title: None,
             created_at: now,
             updated_at: now,
@@ -163,6 +168,7 @@ pub struct Transition {
     pub last_error: Option<Option<String>>,
     pub lease_until: Option<Option<Timestamp>>,
     pub provider_message_id: Option<String>,
+    pub provider: Option<String>,
     pub attempts: AttemptChange,
     pub sent_at: Option<Timestamp>,
     pub fallback: Option<Option<FallbackProgress>>,
@@ -177,6 +183,7 @@ impl Transition {
             last_error: None,
             lease_until: None,
             provider_message_id: None,
+            provider: None,
             attempts: AttemptChange::Keep,
             sent_at: None,
             fallback: None,
@@ -200,6 +207,11 @@ impl Transition {
 
     pub fn provider_message_id(mut self, id: impl Into<String>) -> Self {
         self.provider_message_id = Some(id.into());
+        self
+    }
+
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
         self
     }
 
@@ -239,6 +251,9 @@ impl Transition {
         }
         if let Some(p) = &self.provider_message_id {
             out.provider_message_id = Some(p.clone());
+        }
+        if let Some(p) = &self.provider {
+            out.provider = Some(p.clone());
         }
         match self.attempts {
             AttemptChange::Keep => {}

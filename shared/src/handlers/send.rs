@@ -108,8 +108,12 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob, receive_count: u32) -> Reco
     let done = deps.clock.now();
     let catalog = &deps.fallback.catalog;
     let (change, outcome) = match &result {
-        Ok(provider_id) => (
-            Transition::to(Status::Sent, done).sent_at(done).provider_message_id(provider_id.clone()).lease_until(None),
+        Ok(receipt) => (
+            Transition::to(Status::Sent, done)
+                .sent_at(done)
+                .provider_message_id(receipt.message_id.clone())
+                .provider(receipt.provider.clone())
+                .lease_until(None),
             RecordOutcome::Done,
         ),
         Err(SendError::Unreachable(why)) => (Transition::to(Status::Skipped, done).reason(why.clone()).lease_until(None), RecordOutcome::Done),

@@ -24,7 +24,7 @@ use crate::handlers::router::RouterDeps;
 use crate::handlers::send::SendDeps;
 use crate::handlers::sqs_batch::{Record, RetryPolicy};
 use crate::jobs::{RouteJob, SendJob};
-use crate::ports::{
+use crate::ports::{ProviderReceipt, 
     ChannelSender, Claim, Clock, Connection, ConnectionStore, Delivery, EventRecord, EventStore, IdempotencyStore, NotificationStore,
     OutgoingMessage, Page, ProfileStore, QueueError, QueueReceiver, QueueSender, ReceivedMessage, SendError, StoreError, StoredResponse,
     TransitionOutcome, VisibilityControl,
@@ -380,6 +380,9 @@ impl ScriptedSender {
     }
 }
 
+/// The provider name the scripted sender answers with.
+pub(crate) const SCRIPTED_PROVIDER: &str = "scripted";
+
 pub(crate) fn transient(why: &str) -> Result<String, SendError> {
     Err(SendError::Transient(why.into()))
 }
@@ -398,7 +401,7 @@ pub(crate) fn throttled(retry_after: Option<Duration>) -> Result<String, SendErr
 
 #[async_trait]
 impl ChannelSender for ScriptedSender {
-    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         self.calls.lock().unwrap().push(delivery.notification_id.clone());
         let hook = self.hook.lock().unwrap().take();
         if let Some(hook) = hook {
@@ -406,6 +409,7 @@ impl ChannelSender for ScriptedSender {
         }
         let next = self.script.lock().unwrap().pop_front();
         next.unwrap_or_else(|| panic!("provider called more often than scripted (for {})", delivery.notification_id))
+            .map(|id| ProviderReceipt::new(SCRIPTED_PROVIDER, id))
     }
 }
 

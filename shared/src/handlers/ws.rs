@@ -12,7 +12,7 @@ use crate::auth::{WsTokenError, WsTokens};
 use crate::domain::UserId;
 use crate::domain::notification::reason;
 use crate::metrics;
-use crate::ports::{ChannelSender, Clock, Connection, ConnectionPoster, ConnectionStore, Delivery, PostError, SendError, StoreError};
+use crate::ports::{ChannelSender, Clock, Connection, ConnectionPoster, ConnectionStore, Delivery, PostError, ProviderReceipt, SendError, StoreError};
 
 /// API Gateway closes a WebSocket connection after two hours.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(2 * 60 * 60);
@@ -71,6 +71,9 @@ pub fn notification_frame(delivery: &Delivery<'_>, sent_at: Timestamp) -> String
     .to_string()
 }
 
+/// The provider name recorded on WebSocket notifications (API Gateway's `@connections`).
+pub const PROVIDER: &str = "websocket";
+
 /// The WebSocket channel's sender.
 pub struct WebSocketFanout {
     pub connections: Arc<dyn ConnectionStore>,
@@ -80,7 +83,7 @@ pub struct WebSocketFanout {
 
 #[async_trait]
 impl ChannelSender for WebSocketFanout {
-    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let now = self.clock.now();
         let live = self
             .connections
@@ -107,7 +110,7 @@ impl ChannelSender for WebSocketFanout {
         match (delivered, last_error) {
             (0, Some(e)) => Err(SendError::Transient(e)),
             (0, None) => Err(SendError::Unreachable(reason::NO_LIVE_CONNECTION.to_owned())),
-            (n, _) => Ok(format!("{n} connection(s)")),
+            (n, _) => Ok(ProviderReceipt::new(PROVIDER, format!("{n} connection(s)"))),
         }
     }
 }

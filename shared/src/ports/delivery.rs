@@ -63,10 +63,24 @@ pub enum SendError {
     Unreachable(String),
 }
 
+/// A provider's acceptance of a message: which provider took it (with several providers per
+/// channel, the one that delivered) and its id for the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderReceipt {
+    pub provider: String,
+    pub message_id: String,
+}
+
+impl ProviderReceipt {
+    pub fn new(provider: impl Into<String>, message_id: impl Into<String>) -> Self {
+        Self { provider: provider.into(), message_id: message_id.into() }
+    }
+}
+
 #[async_trait]
 pub trait ChannelSender: Send + Sync {
-    /// Hands one message to the provider; returns the provider's message id.
-    async fn send(&self, delivery: Delivery<'_>) -> Result<String, SendError>;
+    /// Hands one message to the provider; answers which provider accepted it, and its id.
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError>;
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

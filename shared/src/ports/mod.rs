@@ -3,12 +3,16 @@
 
 pub mod clock;
 pub mod delivery;
+pub mod pacing;
 pub mod queue;
 pub mod store;
+pub mod suppression;
 
 pub use clock::{Clock, SystemClock};
-pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, RenderedMessage, SendError};
+pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
+pub use pacing::{Pace, RateLimiter};
 pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
+pub use suppression::{Suppression, SuppressionReason, SuppressionStore, suppression_key};
 pub use store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome,

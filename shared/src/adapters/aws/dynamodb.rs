@@ -277,7 +277,7 @@ type UpdateParts = (String, HashMap<String, String>, Item);
 fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
     let mut set = vec!["#status = :to".to_owned(), "updated_at = :at".to_owned()];
     let mut remove = Vec::new();
-    let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+    let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
     let mut values = HashMap::from([(":to".to_owned(), to_av(&change.to)?), (":at".to_owned(), to_av(&change.at)?)]);
     let mut optional = |field: &str, value: &Option<Option<String>>| -> Result<(), StoreError> {
         match value {
@@ -308,6 +308,11 @@ fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
     if let Some(id) = &change.provider_message_id {
         set.push("provider_message_id = :provider_message_id".into());
         values.insert(":provider_message_id".into(), s(id.clone()));
+    }
+    if let Some(provider) = &change.provider {
+        set.push("#provider = :provider".into());
+        names.insert("#provider".into(), "provider".into());
+        values.insert(":provider".into(), s(provider.clone()));
     }
     match change.attempts {
         AttemptChange::Keep => {}

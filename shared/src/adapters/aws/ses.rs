@@ -5,7 +5,7 @@ use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
-use crate::ports::{Address, ChannelSender, Delivery, SendError};
+use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
 
 #[derive(Clone, Debug)]
 pub struct SesEmailSender {
@@ -25,6 +25,9 @@ fn content(text: &str) -> Result<Content, SendError> {
     Content::builder().data(text).charset("UTF-8").build().map_err(|e| SendError::Permanent(e.to_string()))
 }
 
+/// The provider name recorded on the notifications SES delivers.
+pub const PROVIDER: &str = "ses";
+
 /// SES error codes that retrying cannot fix; everything else (throttling, 5xx, network) is retried.
 fn classify(code: &str, message: &str) -> SendError {
     match code {
@@ -38,7 +41,7 @@ fn classify(code: &str, message: &str) -> SendError {
 
 #[async_trait]
 impl ChannelSender for SesEmailSender {
-    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, d: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let Address::Email { to } = d.address else {
             return Err(SendError::Permanent("not an email address".into()));
         };
@@ -58,7 +61,7 @@ impl ChannelSender for SesEmailSender {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(out.message_id().unwrap_or_default().to_owned()),
+            Ok(out) => Ok(ProviderReceipt::new(PROVIDER, out.message_id().unwrap_or_default())),
             Err(e) => match e.code() {
                 Some(code) => Err(classify(code, e.message().unwrap_or_default())),
                 None => Err(SendError::Transient(aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string())),

@@ -7,7 +7,11 @@ use aws_sdk_sns::error::ProvideErrorMetadata;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
-use crate::ports::{Address, ChannelSender, Delivery, SendError};
+use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
+
+/// The provider names recorded on the notifications SNS delivers.
+pub const SMS_PROVIDER: &str = "sns";
+pub const PUSH_PROVIDER: &str = "sns-push";
 
 fn classify(code: &str, message: &str) -> SendError {
     match code {
@@ -46,7 +50,7 @@ impl SnsSmsSender {
 
 #[async_trait]
 impl ChannelSender for SnsSmsSender {
-    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, d: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let number = match d.address {
             Address::Phone { number } => number,
             _ => return Err(SendError::Permanent("not a phone number".into())),
@@ -61,7 +65,7 @@ impl ChannelSender for SnsSmsSender {
             publish = publish.message_attributes("AWS.SNS.SMS.SenderID", attribute(id)?);
         }
         let out = publish.send().await.map_err(sdk_error)?;
-        Ok(out.message_id().unwrap_or_default().to_owned())
+        Ok(ProviderReceipt::new(SMS_PROVIDER, out.message_id().unwrap_or_default()))
     }
 }
 
@@ -89,7 +93,7 @@ impl SnsPushSender {
 
 #[async_trait]
 impl ChannelSender for SnsPushSender {
-    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, d: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let Address::Push { tokens } = d.address else {
             return Err(SendError::Permanent("not a push address".into()));
         };
@@ -119,7 +123,7 @@ impl ChannelSender for SnsPushSender {
             }
         }
         match (sent.is_empty(), last_error) {
-            (false, _) => Ok(sent.join(",")),
+            (false, _) => Ok(ProviderReceipt::new(PUSH_PROVIDER, sent.join(","))),
             (true, Some(e)) => Err(e),
             (true, None) => Err(SendError::Permanent("no device tokens".into())),
         }

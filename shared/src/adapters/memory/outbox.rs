@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::domain::{Channel, Priority};
-use crate::ports::{Address, ChannelSender, Delivery, SendError};
+use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OutboxEntry {
@@ -94,9 +94,12 @@ impl OutboxSender {
     }
 }
 
+/// The provider name recorded on what the local outbox "sent".
+pub const PROVIDER: &str = "local-outbox";
+
 #[async_trait]
 impl ChannelSender for OutboxSender {
-    async fn send(&self, d: Delivery<'_>) -> Result<String, SendError> {
+    async fn send(&self, d: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
         let channel = d.message.channel;
         let id = format!("local-{}", ulid::Ulid::new());
         self.outbox.record(OutboxEntry {
@@ -112,6 +115,6 @@ impl ChannelSender for OutboxSender {
             parts: d.message.parts.clone(),
             sent_at: Timestamp::now(),
         });
-        Ok(id)
+        Ok(ProviderReceipt::new(PROVIDER, id))
     }
 }
