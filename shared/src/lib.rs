@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
+pub mod providers;
 pub mod routing;
 pub mod telemetry;
 pub mod topology;

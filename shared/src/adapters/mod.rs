@@ -2,4 +2,5 @@
 //! `aws` talks to the real services (or an emulator).
 
 pub mod aws;
+pub mod http;
 pub mod memory;

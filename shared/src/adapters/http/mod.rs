@@ -1,0 +1,10 @@
+//! Providers reached over HTTP APIs (reqwest): chat (Telegram Bot API, WhatsApp Cloud API),
+//! webhooks (Standard Webhooks), and the second providers of email (SendGrid) and SMS (Twilio).
+//! Each is tested against a local fake (wiremock).
+
+pub mod client;
+pub mod sendgrid;
+pub mod telegram;
+pub mod twilio;
+pub mod webhook;
+pub mod whatsapp;
