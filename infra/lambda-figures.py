@@ -130,6 +130,8 @@ def environment(function: str, port: int, endpoint: str | None, stack: str) -> d
         "NOTIFY_NOTIFICATIONS_TABLE": f"{stack}-notifications",
         "NOTIFY_USERS_TABLE": f"{stack}-users",
         "NOTIFY_CONNECTIONS_TABLE": f"{stack}-connections",
+        "NOTIFY_SUPPRESSIONS_TABLE": f"{stack}-suppressions",
+        "NOTIFY_RATE_LIMITS_TABLE": f"{stack}-rate-limits",
         "NOTIFY_API_KEY_HASHES": SAMPLE_KEY_HASH,
         "NOTIFY_WS_TOKEN_SECRET": SAMPLE_WS_SECRET,
         "NOTIFY_EMAIL_FROM": "no-reply@example.com",

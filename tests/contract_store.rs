@@ -78,6 +78,12 @@ macro_rules! every_check {
             connections_active_count_follows_new_and_forgotten,
             connections_racing_disconnects_count_once,
             $(#[ignore = $gap])? connections_racing_connects_count_each,
+            suppressions_are_found_by_channel_and_address,
+            suppressions_replace_the_one_of_the_same_address,
+            suppressions_remove_answers_whether_there_was_one,
+            suppressions_list_newest_first_in_pages,
+            rate_limits_go_within_the_budget_then_wait_for_the_next_second,
+            rate_limits_keys_are_independent,
             $(#[ignore = $gap])? run_all,
         );
     };

@@ -395,3 +395,64 @@ async fn a_template_that_needs_a_missing_variable_fails_the_notification_with_th
     app.stack.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_suppressed_address_is_skipped_until_its_suppression_is_lifted() {
+    use shared::domain::Channel;
+    use shared::ports::{Suppression, SuppressionReason};
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let address = format!("{user}@example.com");
+    // As the feedback function records a hard bounce (the address in another case).
+    let bounced = Suppression {
+        channel: Channel::Email,
+        address: address.to_uppercase(),
+        reason: SuppressionReason::HardBounce,
+        created_at: jiff::Timestamp::now(),
+        notification_id: None,
+    };
+    app.stack.inspect.suppressions.suppress(&bounced).await.expect("suppressed");
+
+    let body = event_for("user.registered.json", &user);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let email = app.wait_for_notification(&event_id, "email", "skipped", WAIT).await;
+    assert_eq!(email["reason"], "suppressed");
+    assert_eq!(email["attempts"], 0);
+    assert!(app.stack.wait_idle(Duration::from_millis(300), WAIT).await, "the stack goes idle");
+    assert!(app.outbox("email").await.iter().all(|m| m["event_id"] != event_id.as_str()), "nothing sent to it");
+
+    // Listed by the API, newest first.
+    let r = app.get("/v1/suppressions?limit=10").await;
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["items"][0]["channel"], "email");
+    assert_eq!(listed["items"][0]["address"], address.to_uppercase().as_str());
+    assert_eq!(listed["items"][0]["reason"], "hard_bounce");
+    assert_eq!(listed["next_cursor"], Value::Null);
+    let anonymous = app.http.get(app.url("/v1/suppressions")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401, "the API key is required");
+
+    // Lifted (any case of the address): 204, then 404 for the one that is gone.
+    let delete = |path: String| app.http.delete(app.url(&path)).header("authorization", app.key()).send();
+    let lifted = delete(format!("/v1/suppressions/email/{address}")).await.unwrap();
+    assert_eq!(lifted.status(), 204);
+    let again = delete(format!("/v1/suppressions/email/{address}")).await.unwrap();
+    assert_eq!(again.status(), 404);
+    assert_eq!(again.headers()["content-type"], "application/problem+json");
+    let unknown_channel = delete(format!("/v1/suppressions/fax/{address}")).await.unwrap();
+    assert_eq!(unknown_channel.status(), 422);
+    let listed: Value = app.get("/v1/suppressions").await.json().await.unwrap();
+    assert_eq!(listed["items"], json!([]));
+
+    // The next event is sent.
+    let next = event_for("user.registered.json", &user);
+    let next_id = next["event_id"].as_str().unwrap();
+    assert_eq!(app.post_event(&next).await.status(), 202);
+    app.wait_for_notification(next_id, "email", "sent", WAIT).await;
+    let sent = app.wait_for_outbox("email", next_id, WAIT).await;
+    assert_eq!(sent["to"]["to"], address.as_str());
+    app.stack.stop().await;
+}

@@ -8,6 +8,7 @@
 //! lands on each queue in an SQS event.
 
 use aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use axum::Router;
 use futures::FutureExt;
@@ -334,6 +335,7 @@ async fn write_samples() {
         &http_event("GET", "/v1/users/u-42/notifications", "GET /v1/users/{user_id}/notifications", u.clone(), None),
     );
     write("api", "post-ws-token", &http_event("POST", "/v1/users/u-42/ws-token", "POST /v1/users/{user_id}/ws-token", u, None));
+    write("api", "get-suppressions", &http_event("GET", "/v1/suppressions", "GET /v1/suppressions", json!({}), None));
     write(
         "api",
         "get-event",
@@ -394,6 +396,9 @@ enum Kind {
     Http,
     Sqs,
     WebSocket,
+    /// SES feedback through SNS (`feedback`); its samples are the SES docs' event records,
+    /// written by hand rather than by `write_samples`.
+    Sns,
 }
 
 fn kind_of(function: &str) -> Option<Kind> {
@@ -401,6 +406,7 @@ fn kind_of(function: &str) -> Option<Kind> {
         "ingest" | "api" => Kind::Http,
         "router" | "scheduler" | "send-email" | "send-sms" | "send-push" | "ws-push" | "dead-letter" => Kind::Sqs,
         "ws-connect" | "ws-disconnect" => Kind::WebSocket,
+        "feedback" => Kind::Sns,
         _ => return None,
     })
 }
@@ -457,6 +463,16 @@ async fn every_sample_runs_through_its_handler() {
                         "ws-connect" => assert_eq!(after, before, "{name}"),
                         _ => assert_eq!(after, before - 1, "{name}: the connection is forgotten"),
                     }
+                }
+                Kind::Sns => {
+                    use shared::handlers::feedback::{FeedbackOutcome, handle_feedback};
+                    use shared::ports::SuppressionStore;
+                    let event: SnsEvent = serde_json::from_value(sample).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let outcomes = handle_feedback(&wiring::feedback(&p.ports()), &event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(outcomes.len(), event.records.len(), "{name}");
+                    let suppressed = outcomes.iter().any(|o| matches!(o, FeedbackOutcome::Suppressed { recipients: 1.., .. }));
+                    // The samples bounce (or complain about) the seeded recipient's address.
+                    assert_eq!(p.store.is_suppressed(Channel::Email, "olena@example.com").await.unwrap(), suppressed, "{name}: {outcomes:?}");
                 }
                 Kind::Sqs => {
                     let event: SqsEvent = serde_json::from_value(sample).unwrap_or_else(|e| panic!("{name}: {e}"));

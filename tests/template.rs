@@ -362,14 +362,15 @@ fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
     Some(match helper {
         "queue_directory" => &[vars::QUEUE_URL_PREFIX],
         "api_keys" => &[vars::API_KEY_HASHES],
-        "ws_tokens" => &[vars::WS_TOKEN_SECRET],
+        // The key from Secrets Manager: the secret's ARN (or the key itself, locally).
+        "ws_token_secret" => &[vars::WS_TOKEN_SECRET_ARN],
         "ws_management_endpoint" => &[vars::WS_MANAGEMENT_ENDPOINT],
         // The shared send function: queues and the two tables every sender uses (its
         // `extra_tables` appear in main as `Table::X`).
         "serve_send_queues" => &[vars::QUEUE_URL_PREFIX, vars::NOTIFICATIONS_TABLE, vars::EVENTS_TABLE],
         // Optional variables, defaults or values checked at start: nothing required.
         "catalog" | "retry_policy" | "settings" | "ports_without_queues" | "required" | "table_names" | "millis" | "push_application_arns"
-        | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" => &[],
+        | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" | "ws_tokens" | "secret" => &[],
         _ => return None,
     })
 }
@@ -381,6 +382,8 @@ fn table_var(table: &str) -> Option<&'static str> {
         "Notifications" => vars::NOTIFICATIONS_TABLE,
         "Users" => vars::USERS_TABLE,
         "Connections" => vars::CONNECTIONS_TABLE,
+        "Suppressions" => vars::SUPPRESSIONS_TABLE,
+        "RateLimits" => vars::RATE_LIMITS_TABLE,
         _ => return None,
     })
 }

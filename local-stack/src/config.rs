@@ -46,6 +46,44 @@ pub struct Args {
     /// Provider attempts before a notification fails as `retries_exhausted` (then its fallback).
     #[arg(long, env = "NOTIFY_RETRY_MAX_ATTEMPTS", default_value_t = 10)]
     pub retry_max_attempts: u32,
+    /// Sending rates of each channel's first provider, messages per second, shared by every
+    /// poller (e.g. `email=14,sms=2`): a send beyond it waits instead of failing.
+    #[arg(long, env = "NOTIFY_PROVIDER_RATES", default_value = "")]
+    pub provider_rates: String,
+    /// Telegram Bot API token: with it, telegram notifications go to the real Bot API at
+    /// NOTIFY_TELEGRAM_API_URL (a fake or a test bot) instead of the outbox.
+    #[arg(long, env = "NOTIFY_TELEGRAM_BOT_TOKEN", hide_env_values = true)]
+    pub telegram_bot_token: Option<String>,
+    #[arg(long, env = "NOTIFY_TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    pub telegram_api_url: String,
+    /// WhatsApp Cloud API access token: with it (and NOTIFY_WHATSAPP_PHONE_NUMBER_ID), WhatsApp
+    /// notifications go to NOTIFY_WHATSAPP_API_URL instead of the outbox.
+    #[arg(long, env = "NOTIFY_WHATSAPP_ACCESS_TOKEN", hide_env_values = true)]
+    pub whatsapp_access_token: Option<String>,
+    #[arg(long, env = "NOTIFY_WHATSAPP_PHONE_NUMBER_ID")]
+    pub whatsapp_phone_number_id: Option<String>,
+    #[arg(long, env = "NOTIFY_WHATSAPP_API_URL", default_value = "https://graph.facebook.com/v21.0")]
+    pub whatsapp_api_url: String,
+    /// Webhook signing secret (`whsec_…`): with it, webhook notifications are POSTed, signed, to
+    /// the profile's `webhook_url` (loopback and plain http allowed locally) instead of the outbox.
+    #[arg(long, env = "NOTIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// SendGrid API key: with it, email fails over from the first provider (the outbox, or SES on
+    /// the AWS backend) to SendGrid at NOTIFY_SENDGRID_API_URL.
+    #[arg(long, env = "NOTIFY_SENDGRID_API_KEY", hide_env_values = true)]
+    pub sendgrid_api_key: Option<String>,
+    #[arg(long, env = "NOTIFY_SENDGRID_API_URL", default_value = "https://api.sendgrid.com")]
+    pub sendgrid_api_url: String,
+    /// Twilio account SID and auth token: with both (and NOTIFY_TWILIO_FROM), SMS fails over
+    /// from the first provider to Twilio's Messages API at NOTIFY_TWILIO_API_URL.
+    #[arg(long, env = "NOTIFY_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    #[arg(long, env = "NOTIFY_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    #[arg(long, env = "NOTIFY_TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    #[arg(long, env = "NOTIFY_TWILIO_API_URL", default_value = "https://api.twilio.com")]
+    pub twilio_api_url: String,
     /// `memory`: in-process queues and store. `aws`: SQS, DynamoDB, SES v2 and SNS at
     /// `AWS_ENDPOINT_URL` (an emulator such as moto) or in the account the credentials name.
     #[arg(long, env = "NOTIFY_BACKEND", default_value = "memory")]
@@ -122,6 +160,93 @@ pub struct Config {
     /// Pollers per queue (Lambda's concurrency per event source mapping).
     pub pollers_per_queue: usize,
     pub backend: Backend,
+    /// Real HTTP providers, where their settings were given (else the outbox).
+    pub providers: HttpProviders,
+    /// `NOTIFY_PROVIDER_RATES`, parsed: messages per second of each channel's first provider.
+    pub provider_rates: std::collections::HashMap<shared::domain::Channel, u32>,
+}
+
+/// `email=14,sms=2`: messages per second per channel.
+pub fn parse_rates(text: &str) -> Result<std::collections::HashMap<shared::domain::Channel, u32>, String> {
+    let mut rates = std::collections::HashMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = || format!("NOTIFY_PROVIDER_RATES item {item:?}: expected channel=messages-per-second, e.g. email=14");
+        let (channel, rate) = item.split_once('=').ok_or_else(bad)?;
+        let channel: shared::domain::Channel = channel.trim().parse().map_err(|_| bad())?;
+        let rate: u32 = rate.trim().parse().ok().filter(|r| *r > 0).ok_or_else(bad)?;
+        rates.insert(channel, rate);
+    }
+    Ok(rates)
+}
+
+/// The HTTP providers the local stack uses instead of the outbox, each when configured.
+#[derive(Clone, Debug, Default)]
+pub struct HttpProviders {
+    pub telegram: Option<TelegramSettings>,
+    pub whatsapp: Option<WhatsAppSettings>,
+    /// The webhook signing secret.
+    pub webhook_secret: Option<String>,
+    pub sendgrid: Option<SendGridSettings>,
+    pub twilio: Option<TwilioSettings>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TelegramSettings {
+    pub api_url: String,
+    pub bot_token: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct WhatsAppSettings {
+    pub api_url: String,
+    pub phone_number_id: String,
+    pub access_token: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SendGridSettings {
+    pub api_url: String,
+    pub api_key: String,
+    pub from: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct TwilioSettings {
+    pub api_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+}
+
+impl HttpProviders {
+    fn from_args(args: &Args) -> Result<Self, String> {
+        let whatsapp = match (&args.whatsapp_access_token, &args.whatsapp_phone_number_id) {
+            (Some(token), Some(id)) => Some(WhatsAppSettings { api_url: args.whatsapp_api_url.clone(), phone_number_id: id.clone(), access_token: token.clone() }),
+            (Some(_), None) => return Err("NOTIFY_WHATSAPP_ACCESS_TOKEN needs NOTIFY_WHATSAPP_PHONE_NUMBER_ID".into()),
+            _ => None,
+        };
+        let twilio = match (&args.twilio_account_sid, &args.twilio_auth_token, &args.twilio_from) {
+            (Some(sid), Some(token), Some(from)) => Some(TwilioSettings {
+                api_url: args.twilio_api_url.clone(),
+                account_sid: sid.clone(),
+                auth_token: token.clone(),
+                from: from.clone(),
+            }),
+            (None, None, _) => None,
+            _ => return Err("Twilio needs NOTIFY_TWILIO_ACCOUNT_SID, NOTIFY_TWILIO_AUTH_TOKEN and NOTIFY_TWILIO_FROM".into()),
+        };
+        Ok(HttpProviders {
+            telegram: args.telegram_bot_token.clone().map(|bot_token| TelegramSettings { api_url: args.telegram_api_url.clone(), bot_token }),
+            whatsapp,
+            webhook_secret: args.webhook_secret.clone(),
+            sendgrid: args.sendgrid_api_key.clone().map(|api_key| SendGridSettings {
+                api_url: args.sendgrid_api_url.clone(),
+                api_key,
+                from: std::env::var(shared::config::vars::EMAIL_FROM).unwrap_or_else(|_| "notifications@example.com".into()),
+            }),
+            twilio,
+        })
+    }
 }
 
 fn random_secret() -> Vec<u8> {
@@ -156,6 +281,8 @@ impl Config {
             in_progress_ttl: shared::handlers::ingest::IngestSettings::default().in_progress_ttl,
             pollers_per_queue: 2,
             backend: Backend::Memory,
+            providers: HttpProviders::default(),
+            provider_rates: Default::default(),
         }
     }
 
@@ -209,6 +336,8 @@ impl Config {
             return Err("NOTIFY_RETRY_MAX_ATTEMPTS must be at least 1".into());
         }
         let faults = crate::faults::parse_faults(&args.faults)?;
+        let providers = HttpProviders::from_args(&args)?;
+        let provider_rates = parse_rates(&args.provider_rates)?;
         let backend = match args.backend.as_str() {
             "memory" => Backend::Memory,
             "aws" => Backend::Aws(Box::new(aws_backend(&args).await?)),
@@ -232,6 +361,8 @@ impl Config {
             retry_max_attempts: args.retry_max_attempts,
             in_progress_ttl: shared::handlers::ingest::IngestSettings::default().in_progress_ttl,
             pollers_per_queue: 2,
+            providers,
+            provider_rates,
         })
     }
 }
@@ -259,6 +390,8 @@ async fn aws_backend(args: &Args) -> Result<AwsBackend, String> {
                 notifications: table(vars::NOTIFICATIONS_TABLE)?,
                 users: table(vars::USERS_TABLE)?,
                 connections: table(vars::CONNECTIONS_TABLE)?,
+                suppressions: table(vars::SUPPRESSIONS_TABLE)?,
+                rate_limits: table(vars::RATE_LIMITS_TABLE)?,
             },
         }
     };

@@ -24,6 +24,7 @@ use shared::ports::{
     ChannelSender, Claim, Connection, ConnectionStore, Delivery, ProviderReceipt, EventRecord, EventStore, IdempotencyStore, NotificationStore, Page,
     ProfileStore, SendError, StoreError, StoredResponse, TransitionOutcome,
 };
+use shared::ports::{Pace, RateLimiter, Suppression, SuppressionStore};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -361,6 +362,29 @@ impl<S: ConnectionStore> ConnectionStore for FaultyStore<S> {
     }
     async fn active_connections(&self) -> Result<i64, StoreError> {
         faulty_read!(self, self.inner.active_connections())
+    }
+}
+
+#[async_trait]
+impl<S: SuppressionStore> SuppressionStore for FaultyStore<S> {
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        faulty_write!(self, self.inner.suppress(suppression))
+    }
+    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        faulty_read!(self, self.inner.is_suppressed(channel, address))
+    }
+    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        faulty_read!(self, self.inner.list_suppressions(limit, cursor))
+    }
+    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.remove_suppression(channel, address))
+    }
+}
+
+#[async_trait]
+impl<S: RateLimiter> RateLimiter for FaultyStore<S> {
+    async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
+        faulty_write!(self, self.inner.acquire(key, per_second, now))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod management;
 pub mod metrics;
 pub mod provision;
+pub mod providers;
 pub mod websocket;
 pub mod wiring;
 

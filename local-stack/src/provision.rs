@@ -461,6 +461,8 @@ async fn run(sdk: &SdkConfig, template_path: &Path, options: &ProvisionOptions, 
         notifications: table("notifications")?,
         users: table("users")?,
         connections: table("connections")?,
+        suppressions: table("suppressions")?,
+        rate_limits: table("rate-limits")?,
     };
     Ok(Provisioned { stack_name: options.stack_name.clone(), queues, tables })
 }
@@ -622,7 +624,7 @@ mod tests {
         }
         let mut tables: Vec<&str> = plan.tables.iter().map(|t| t.logical_name.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["connections", "events", "idempotency", "notifications", "users"]);
+        assert_eq!(tables, ["connections", "events", "idempotency", "notifications", "rate-limits", "suppressions", "users"]);
     }
 
     #[test]

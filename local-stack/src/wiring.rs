@@ -7,7 +7,8 @@ use futures::FutureExt;
 use shared::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirectory, SesEmailSender, SnsPushSender, SnsSmsSender, SqsQueue};
 use shared::adapters::memory::queue::MemoryQueue;
 use shared::adapters::memory::store::MemoryStore;
-use shared::adapters::memory::{MemoryConnectionPoster, Outbox, OutboxSender};
+use shared::adapters::aws::{ses, sns};
+use shared::adapters::memory::{MemoryConnectionPoster, Outbox, OutboxSender, outbox};
 use shared::auth::{ApiKeys, WsTokens};
 use shared::catalog::Catalog;
 use shared::domain::{Channel, Lane};
@@ -21,6 +22,7 @@ use shared::ports::{
     BatchQueue, ChannelSender, Clock, ConnectionPoster, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore,
     QueueReceiver, QueueSender, SystemClock, VisibilityControl,
 };
+use shared::ports::{RateLimiter, SuppressionStore};
 use shared::topology::{DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
 use shared::wiring::{self, Ports};
 use std::net::SocketAddr;
@@ -69,17 +71,23 @@ struct Adapters {
     ports: Ports,
     /// The notifications as stored, without injected faults (for inspection).
     unfaulted_notifications: Arc<dyn NotificationStore>,
+    /// The suppressions as stored, without injected faults (for inspection).
+    unfaulted_suppressions: Arc<dyn SuppressionStore>,
     receiver: Arc<dyn QueueReceiver>,
-    senders: Vec<(Channel, Arc<dyn ChannelSender>)>,
+    /// Each channel's first provider, with the name it records (websocket: the fan-out, built later).
+    senders: Vec<(Channel, &'static str, Arc<dyn ChannelSender>)>,
     poster: Arc<dyn ConnectionPoster>,
     aws: Option<AwsResourcesInUse>,
 }
 
+/// The store's notifications and suppressions, without injected faults.
+type Unfaulted = (Arc<dyn NotificationStore>, Arc<dyn SuppressionStore>);
+
 /// `queue` and `store` as ports, behind the fault injection when `faults` asks for it.
-fn ports_over<Q, S>(queue: Arc<Q>, store: Arc<S>, faults: &Faults, clock: Arc<dyn Clock>) -> (Ports, Arc<dyn QueueReceiver>, Arc<dyn NotificationStore>)
+fn ports_over<Q, S>(queue: Arc<Q>, store: Arc<S>, faults: &Faults, clock: Arc<dyn Clock>) -> (Ports, Arc<dyn QueueReceiver>, Unfaulted)
 where
     Q: QueueSender + VisibilityControl + QueueReceiver + 'static,
-    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
 {
     let (queue, receiver): (Arc<dyn BatchQueue>, Arc<dyn QueueReceiver>) = if faults.touches(FaultTarget::Queue) {
         let faulty = Arc::new(FaultyQueue::new(queue, faults.clone()));
@@ -87,7 +95,7 @@ where
     } else {
         (queue.clone(), queue)
     };
-    let unfaulted: Arc<dyn NotificationStore> = store.clone();
+    let unfaulted: Unfaulted = (store.clone(), store.clone());
     let ports = if faults.touches(FaultTarget::Store) {
         Ports::over(queue, Arc::new(FaultyStore::new(store, faults.clone())), clock)
     } else {
@@ -99,13 +107,14 @@ where
 fn memory_adapters(config: &Config, outbox: &Outbox, connections: &MemoryConnectionPoster, faults: &Faults, clock: Arc<dyn Clock>) -> Adapters {
     let topology = TopologySettings { visibility_timeout: config.visibility_timeout, max_receive_count: config.max_receive_count };
     let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)));
-    let (ports, receiver, unfaulted_notifications) = ports_over(queues, Arc::new(MemoryStore::new()), faults, clock);
+    let (ports, receiver, (unfaulted_notifications, unfaulted_suppressions)) = ports_over(queues, Arc::new(MemoryStore::new()), faults, clock);
     let provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
     Adapters {
         ports,
         unfaulted_notifications,
+        unfaulted_suppressions,
         receiver,
-        senders: Channel::ALL.iter().filter(|c| **c != Channel::Websocket).map(|c| (*c, provider.clone())).collect(),
+        senders: Channel::ALL.iter().filter(|c| **c != Channel::Websocket).map(|c| (*c, outbox::PROVIDER, provider.clone())).collect(),
         poster: Arc::new(connections.clone()),
         aws: None,
     }
@@ -160,18 +169,20 @@ async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &s
     let queue = Arc::new(SqsQueue::new(sqs, queues.clone()));
     let store = Arc::new(DynamoStore::new(dynamodb, tables.clone()));
     let outbox_provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
-    let (ports, receiver, unfaulted_notifications) = ports_over(queue, store, faults, clock);
+    let (ports, receiver, (unfaulted_notifications, unfaulted_suppressions)) = ports_over(queue, store, faults, clock);
     Ok(Adapters {
         ports,
         unfaulted_notifications,
+        unfaulted_suppressions,
         receiver,
         senders: vec![
-            (Channel::Email, Arc::new(SesEmailSender::new(ses, aws.email_from.clone(), None))),
-            (Channel::Sms, Arc::new(SnsSmsSender::new(sns.clone(), aws.sms_sender_id.clone()))),
-            (Channel::Push, Arc::new(SnsPushSender::new(sns, push_application, None))),
-            // No AWS provider for chat channels yet: they stay on the local outbox.
-            (Channel::Whatsapp, outbox_provider.clone()),
-            (Channel::Telegram, outbox_provider),
+            (Channel::Email, ses::PROVIDER, Arc::new(SesEmailSender::new(ses, aws.email_from.clone(), None))),
+            (Channel::Sms, sns::SMS_PROVIDER, Arc::new(SnsSmsSender::new(sns.clone(), aws.sms_sender_id.clone()))),
+            (Channel::Push, sns::PUSH_PROVIDER, Arc::new(SnsPushSender::new(sns, push_application, None))),
+            // Chat and webhooks are HTTP APIs, not AWS: the outbox, unless their settings are given.
+            (Channel::Whatsapp, outbox::PROVIDER, outbox_provider.clone()),
+            (Channel::Telegram, outbox::PROVIDER, outbox_provider.clone()),
+            (Channel::Webhook, outbox::PROVIDER, outbox_provider),
         ],
         poster: Arc::new(ApiGatewayConnectionPoster::new(apigw)),
         aws: Some(AwsResourcesInUse { queues, tables }),
@@ -183,6 +194,8 @@ async fn aws_adapters(aws: &AwsBackend, outbox: &Outbox, management_endpoint: &s
 pub struct Inspect {
     pub receiver: Arc<dyn QueueReceiver>,
     pub notifications: Arc<dyn NotificationStore>,
+    /// Suppressed addresses (a test suppresses one here, as the feedback function would).
+    pub suppressions: Arc<dyn SuppressionStore>,
     pub poll_stats: PollStats,
 }
 
@@ -280,6 +293,23 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let mut mappings = Vec::new();
     let n = config.pollers_per_queue;
     let queue = || ports.queue.clone();
+    // Each channel's provider, composed once (one circuit breaker per provider for both lanes).
+    let composition = crate::providers::Composition {
+        http: &config.providers,
+        faults: &faults,
+        ledger: &ledger,
+        limiter: ports.rate_limits.clone(),
+        rates: &config.provider_rates,
+        clock: clock.clone(),
+    };
+    let mut channel_senders = std::collections::HashMap::new();
+    for channel in Channel::ALL {
+        let (name, default) = match channel {
+            Channel::Websocket => (shared::handlers::ws::PROVIDER, fanout.clone()),
+            _ => a.senders.iter().find(|(c, _, _)| *c == channel).map(|(_, n, s)| (*n, s.clone())).context("a provider per channel")?,
+        };
+        channel_senders.insert(channel, crate::providers::compose(channel, default, name, &composition)?);
+    }
     for lane in Lane::ALL {
         // The router consumes its dead-letter queue too: an accepted event is never left there.
         for events in [events_queue(lane), dead_letter_queue_of(&events_queue(lane))] {
@@ -287,11 +317,7 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
             mappings.push(Mapping { queue: events, handler, concurrency: n });
         }
         for channel in Channel::ALL {
-            let provider = match channel {
-                Channel::Websocket => fanout.clone(),
-                _ => a.senders.iter().find(|(c, _)| *c == channel).map(|(_, s)| s.clone()).context("a provider per channel")?,
-            };
-            let provider = faults.wrap(channel, ledger.wrap(channel, provider));
+            let provider = channel_senders[&channel].clone();
             let deps = Arc::new(wiring::sender(ports, catalog.clone(), &settings, provider, delivery_retry.clone()));
             let handler = batch_handler(deps, queue(), |d, r| handle_send_record(d, r).boxed());
             mappings.push(Mapping { queue: send_queue(channel, lane), handler, concurrency: n });
@@ -332,6 +358,11 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         }
     });
     tracing::info!(%addr, backend = ?config.backend, event_types = catalog.event_types().count(), "local stack up");
-    let inspect = Inspect { receiver: a.receiver.clone(), notifications: a.unfaulted_notifications.clone(), poll_stats };
+    let inspect = Inspect {
+        receiver: a.receiver.clone(),
+        notifications: a.unfaulted_notifications.clone(),
+        suppressions: a.unfaulted_suppressions.clone(),
+        poll_stats,
+    };
     Ok(LocalStack { addr, api_key, outbox, ledger, faults, connections, aws: a.aws, inspect, shutdown: shutdown_tx, tasks, server })
 }

@@ -19,11 +19,18 @@ pub mod vars {
     pub const NOTIFICATIONS_TABLE: &str = "NOTIFY_NOTIFICATIONS_TABLE";
     pub const USERS_TABLE: &str = "NOTIFY_USERS_TABLE";
     pub const CONNECTIONS_TABLE: &str = "NOTIFY_CONNECTIONS_TABLE";
+    /// Addresses not to send to any more (hard bounces, complaints).
+    pub const SUPPRESSIONS_TABLE: &str = "NOTIFY_SUPPRESSIONS_TABLE";
+    /// Sending rates shared by every instance of a function (one item per key and second).
+    pub const RATE_LIMITS_TABLE: &str = "NOTIFY_RATE_LIMITS_TABLE";
     /// Comma-separated hex SHA-256 of the accepted API keys (never the keys themselves).
     pub const API_KEY_HASHES: &str = "NOTIFY_API_KEY_HASHES";
     /// Comma-separated plain API keys (local use only).
     pub const API_KEYS: &str = "NOTIFY_API_KEYS";
+    /// The user-token signing key itself (local use; on AWS it comes from Secrets Manager).
     pub const WS_TOKEN_SECRET: &str = "NOTIFY_WS_TOKEN_SECRET";
+    /// The Secrets Manager secret holding the user-token signing key (at least 32 bytes).
+    pub const WS_TOKEN_SECRET_ARN: &str = "NOTIFY_WS_TOKEN_SECRET_ARN";
     pub const WS_TOKEN_TTL_SECONDS: &str = "NOTIFY_WS_TOKEN_TTL_SECONDS";
     /// Overrides the catalog compiled into the functions.
     pub const CATALOG_DIR: &str = "NOTIFY_CATALOG_DIR";
@@ -40,6 +47,17 @@ pub mod vars {
     pub const RETRY_MAX_ATTEMPTS: &str = "NOTIFY_RETRY_MAX_ATTEMPTS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
+    /// Base URL of the Telegram Bot API.
+    pub const TELEGRAM_API_URL: &str = "NOTIFY_TELEGRAM_API_URL";
+    /// The Secrets Manager secret holding the Telegram bot token.
+    pub const TELEGRAM_TOKEN_SECRET_ARN: &str = "NOTIFY_TELEGRAM_TOKEN_SECRET_ARN";
+    /// Base URL of the WhatsApp Cloud API, with its version.
+    pub const WHATSAPP_API_URL: &str = "NOTIFY_WHATSAPP_API_URL";
+    pub const WHATSAPP_PHONE_NUMBER_ID: &str = "NOTIFY_WHATSAPP_PHONE_NUMBER_ID";
+    /// The Secrets Manager secret holding the WhatsApp access token.
+    pub const WHATSAPP_TOKEN_SECRET_ARN: &str = "NOTIFY_WHATSAPP_TOKEN_SECRET_ARN";
+    /// The Secrets Manager secret holding the webhook signing key.
+    pub const WEBHOOK_SECRET_ARN: &str = "NOTIFY_WEBHOOK_SECRET_ARN";
 
     /// Every variable above as (constant name, variable name), so tooling and tests can check
     /// that a deployment (template.yaml) sets only names the code reads.
@@ -50,9 +68,12 @@ pub mod vars {
         ("NOTIFICATIONS_TABLE", NOTIFICATIONS_TABLE),
         ("USERS_TABLE", USERS_TABLE),
         ("CONNECTIONS_TABLE", CONNECTIONS_TABLE),
+        ("SUPPRESSIONS_TABLE", SUPPRESSIONS_TABLE),
+        ("RATE_LIMITS_TABLE", RATE_LIMITS_TABLE),
         ("API_KEY_HASHES", API_KEY_HASHES),
         ("API_KEYS", API_KEYS),
         ("WS_TOKEN_SECRET", WS_TOKEN_SECRET),
+        ("WS_TOKEN_SECRET_ARN", WS_TOKEN_SECRET_ARN),
         ("WS_TOKEN_TTL_SECONDS", WS_TOKEN_TTL_SECONDS),
         ("CATALOG_DIR", CATALOG_DIR),
         ("EMAIL_FROM", EMAIL_FROM),
@@ -65,6 +86,12 @@ pub mod vars {
         ("RETRY_MAX_MS", RETRY_MAX_MS),
         ("RETRY_MAX_ATTEMPTS", RETRY_MAX_ATTEMPTS),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE),
+        ("TELEGRAM_API_URL", TELEGRAM_API_URL),
+        ("TELEGRAM_TOKEN_SECRET_ARN", TELEGRAM_TOKEN_SECRET_ARN),
+        ("WHATSAPP_API_URL", WHATSAPP_API_URL),
+        ("WHATSAPP_PHONE_NUMBER_ID", WHATSAPP_PHONE_NUMBER_ID),
+        ("WHATSAPP_TOKEN_SECRET_ARN", WHATSAPP_TOKEN_SECRET_ARN),
+        ("WEBHOOK_SECRET_ARN", WEBHOOK_SECRET_ARN),
     ];
 
     #[cfg(test)]

@@ -14,6 +14,7 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,6 +138,8 @@ pub enum Table {
     Notifications,
     Users,
     Connections,
+    Suppressions,
+    RateLimits,
 }
 
 impl Table {
@@ -147,6 +150,8 @@ impl Table {
             Table::Notifications => vars::NOTIFICATIONS_TABLE,
             Table::Users => vars::USERS_TABLE,
             Table::Connections => vars::CONNECTIONS_TABLE,
+            Table::Suppressions => vars::SUPPRESSIONS_TABLE,
+            Table::RateLimits => vars::RATE_LIMITS_TABLE,
         }
     }
 }
@@ -165,6 +170,8 @@ pub fn table_names(env: &Env, uses: &[Table]) -> Result<TableNames, StartupError
         notifications: name(Table::Notifications)?,
         users: name(Table::Users)?,
         connections: name(Table::Connections)?,
+        suppressions: name(Table::Suppressions)?,
+        rate_limits: name(Table::RateLimits)?,
     })
 }
 
@@ -181,10 +188,24 @@ pub fn api_keys(env: &Env) -> Result<ApiKeys, StartupError> {
     Ok(keys)
 }
 
-/// WebSocket tokens signed with `NOTIFY_WS_TOKEN_SECRET` (at least 32 bytes), valid for
+/// The secret whose ARN the variable `var` holds, read from Secrets Manager (cold start only).
+pub async fn secret(aws: &AwsClients, env: &Env, var: &'static str) -> Result<String, StartupError> {
+    let arn = env.required(var)?;
+    crate::secrets::read_secret(&aws.secrets, &arn).await.map_err(|e| StartupError::Secret { name: var, reason: e.to_string() })
+}
+
+/// The user-token signing key: `NOTIFY_WS_TOKEN_SECRET` when set (local use), else the Secrets
+/// Manager secret `NOTIFY_WS_TOKEN_SECRET_ARN` names (as deployed).
+pub async fn ws_token_secret(aws: &AwsClients, env: &Env) -> Result<String, StartupError> {
+    match env.optional(vars::WS_TOKEN_SECRET) {
+        Some(secret) => Ok(secret),
+        None => secret(aws, env, vars::WS_TOKEN_SECRET_ARN).await,
+    }
+}
+
+/// User tokens signed with `secret` (at least 32 bytes), valid for
 /// `NOTIFY_WS_TOKEN_TTL_SECONDS` (default 900).
-pub fn ws_tokens(env: &Env) -> Result<WsTokens, StartupError> {
-    let secret = env.required(vars::WS_TOKEN_SECRET)?;
+pub fn ws_tokens(env: &Env, secret: &str) -> Result<WsTokens, StartupError> {
     let ttl = env.number(vars::WS_TOKEN_TTL_SECONDS, DEFAULT_WS_TOKEN_TTL.as_secs())?;
     if ttl == 0 {
         return Err(ConfigError::Invalid { name: vars::WS_TOKEN_TTL_SECONDS, reason: "must be at least 1".into() }.into());
@@ -236,6 +257,7 @@ pub fn ws_management_endpoint(env: &Env) -> Result<String, StartupError> {
 /// function that never uses one pays nothing for it.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sesv2: aws_sdk_sesv2::Client,
@@ -245,6 +267,7 @@ pub struct AwsClients {
 impl AwsClients {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sesv2: aws_sdk_sesv2::Client::new(sdk),
@@ -263,33 +286,59 @@ impl AwsClients {
     }
 }
 
-/// The whole of a send function (send-email, send-sms, send-push, ws-push) but its provider.
-/// Its `main` reads its own variables first; this reads what every sender shares (queue URLs,
-/// the notifications and events tables plus `extra_tables`, the catalog, the channel's retry
-/// policy), then builds the clients once, asks `sender` for the channel's provider, and serves
-/// the channel's send queues with the shared send handler (claim, send, status, fallback).
+/// What a send function's `main` builds its provider from: the SDK, the clients, the store, and
+/// the secrets it named (read from Secrets Manager at cold start).
+pub struct SenderContext<'a> {
+    pub sdk: &'a SdkConfig,
+    pub aws: &'a AwsClients,
+    pub store: &'a Arc<DynamoStore>,
+    secrets: HashMap<&'static str, String>,
+}
+
+impl SenderContext<'_> {
+    /// The value of the secret whose ARN the variable `var` holds (one of the names given to
+    /// [`serve_send_queues`]).
+    pub fn secret(&self, var: &'static str) -> &str {
+        self.secrets.get(var).map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// The whole of a send function (send-email, send-sms, send-push, ws-push, send-whatsapp,
+/// send-telegram, send-webhook) but its provider. Its `main` reads its own variables first; this
+/// reads what every sender shares (queue URLs, the notifications and events tables plus
+/// `extra_tables`, the catalog, the channel's retry policy, the ARNs named by `secret_vars`),
+/// then builds the clients once, reads those secrets, asks `sender` for the channel's provider,
+/// and serves the channel's send queues with the shared send handler (claim, send, status,
+/// fallback).
 pub async fn serve_send_queues<S>(
     telemetry: crate::telemetry::LambdaTelemetry,
     env: &Env,
     channel: Channel,
     extra_tables: &[Table],
+    secret_vars: &[&'static str],
     sender: S,
 ) -> Result<(), lambda_runtime::Error>
 where
-    S: FnOnce(&SdkConfig, &AwsClients, &Arc<DynamoStore>) -> Arc<dyn crate::ports::ChannelSender>,
+    S: FnOnce(&SenderContext<'_>) -> Result<Arc<dyn crate::ports::ChannelSender>, StartupError>,
 {
     let directory = queue_directory(env)?;
     let tables = table_names(env, &[&[Table::Notifications, Table::Events], extra_tables].concat())?;
     let catalog = catalog(env)?;
     let retry = retry_policy(env, RetryPolicy::for_channel(channel))?;
+    let secret_arns = secret_vars.iter().map(|var| Ok((*var, env.required(var)?))).collect::<Result<Vec<_>, ConfigError>>()?;
     // Store and queue hiccups back off on the pipeline's schedule, not the provider's.
     let settings = Settings::default();
 
     let sdk = crate::adapters::aws::sdk_config().await;
     let aws = AwsClients::new(&sdk);
+    let mut secrets = HashMap::new();
+    for (var, arn) in secret_arns {
+        let value = crate::secrets::read_secret(&aws.secrets, &arn).await.map_err(|e| StartupError::Secret { name: var, reason: e.to_string() })?;
+        secrets.insert(var, value);
+    }
     let store = aws.store(tables);
     let queue = aws.queue(directory);
-    let provider = sender(&sdk, &aws, &store);
+    let provider = sender(&SenderContext { sdk: &sdk, aws: &aws, store: &store, secrets })?;
     let ports = Ports::over(queue.clone(), store, Arc::new(SystemClock));
     let deps = wiring::sender(&ports, catalog, &settings, provider, retry);
 
@@ -565,13 +614,12 @@ mod tests {
 
     #[test]
     fn ws_secret_is_checked_and_never_quoted() {
-        assert_eq!(ws_tokens(&Env::default()).unwrap_err().to_string(), "environment variable NOTIFY_WS_TOKEN_SECRET is not set");
-        let e = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, "short-secret")])).unwrap_err().to_string();
+        let e = ws_tokens(&Env::default(), "short-secret").unwrap_err().to_string();
         assert!(e.starts_with("environment variable NOTIFY_WS_TOKEN_SECRET is not a usable secret"), "{e}");
         assert!(!e.contains("short-secret"));
-        let ok = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, SECRET)])).unwrap();
+        let ok = ws_tokens(&Env::default(), SECRET).unwrap();
         assert_eq!(ok.ttl(), Duration::from_secs(900));
-        let e = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_SECRET, SECRET), (vars::WS_TOKEN_TTL_SECONDS, "0")])).unwrap_err();
+        let e = ws_tokens(&Env::from_pairs([(vars::WS_TOKEN_TTL_SECONDS, "0")]), SECRET).unwrap_err();
         assert!(e.to_string().contains("NOTIFY_WS_TOKEN_TTL_SECONDS"));
         assert_eq!(unused_ws_tokens().ttl(), DEFAULT_WS_TOKEN_TTL);
     }

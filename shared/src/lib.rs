@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ports;
 pub mod providers;
 pub mod routing;
+pub mod secrets;
 pub mod telemetry;
 pub mod topology;
 pub mod wiring;

@@ -28,6 +28,7 @@ pub fn address_for(channel: Channel, profile: &Profile) -> Option<Address> {
         Channel::Whatsapp => profile.whatsapp.clone().map(|number| Address::Whatsapp { number }),
         Channel::Telegram => profile.telegram_chat_id.clone().map(|chat_id| Address::Telegram { chat_id }),
         Channel::Websocket => Some(Address::Connections),
+        Channel::Webhook => profile.webhook_url.clone().map(|url| Address::Webhook { url }),
     }
 }
 

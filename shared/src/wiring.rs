@@ -16,7 +16,9 @@ use crate::handlers::router::RouterDeps;
 use crate::handlers::send::SendDeps;
 use crate::handlers::sqs_batch::RetryPolicy;
 use crate::handlers::ws::WsDeps;
+use crate::handlers::feedback::FeedbackDeps;
 use crate::ports::{BatchQueue, ChannelSender, Clock, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore};
+use crate::ports::{RateLimiter, SuppressionStore};
 
 /// The longest a sender's claim on a notification holds: well beyond one provider call.
 pub const SEND_LEASE: Duration = Duration::from_secs(60);
@@ -30,6 +32,9 @@ pub struct Ports {
     pub notifications: Arc<dyn NotificationStore>,
     pub profiles: Arc<dyn ProfileStore>,
     pub connections: Arc<dyn ConnectionStore>,
+    pub suppressions: Arc<dyn SuppressionStore>,
+    /// Sending rates shared by every instance of a function.
+    pub rate_limits: Arc<dyn RateLimiter>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -37,7 +42,7 @@ impl Ports {
     /// Every port from one adapter of each kind (a queue, and a store that holds every table).
     pub fn over<S>(queue: Arc<dyn BatchQueue>, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
     {
         Ports {
             queue,
@@ -45,7 +50,9 @@ impl Ports {
             events: store.clone(),
             notifications: store.clone(),
             profiles: store.clone(),
-            connections: store,
+            connections: store.clone(),
+            suppressions: store.clone(),
+            rate_limits: store,
             clock,
         }
     }
@@ -98,6 +105,7 @@ pub fn queries(ports: &Ports, tokens: Arc<WsTokens>) -> QueryDeps {
         events: ports.events.clone(),
         notifications: ports.notifications.clone(),
         profiles: ports.profiles.clone(),
+        suppressions: ports.suppressions.clone(),
         tokens,
         clock: ports.clock.clone(),
     }
@@ -112,10 +120,16 @@ pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Rout
         catalog,
         profiles: ports.profiles.clone(),
         notifications: ports.notifications.clone(),
+        suppressions: ports.suppressions.clone(),
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),
         retry: settings.pipeline_retry.clone(),
     }
+}
+
+/// The feedback function: SES bounces and complaints suppress addresses and mark notifications.
+pub fn feedback(ports: &Ports) -> FeedbackDeps {
+    FeedbackDeps { suppressions: ports.suppressions.clone(), notifications: ports.notifications.clone(), clock: ports.clock.clone() }
 }
 
 pub fn scheduler(ports: &Ports, settings: &Settings) -> DeferredDeps {
@@ -153,6 +167,7 @@ pub fn sender(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings, provide
     SendDeps {
         notifications: ports.notifications.clone(),
         sender: provider,
+        suppressions: ports.suppressions.clone(),
         fallback: fallback(ports, catalog),
         clock: ports.clock.clone(),
         retry,

@@ -14,10 +14,11 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let keys = Arc::new(lambda::api_keys(&env)?);
-    let tokens = Arc::new(lambda::ws_tokens(&env)?);
-    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users])?;
+    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions])?;
 
     let aws = AwsClients::new(&sdk_config().await);
+    // The user-token key from Secrets Manager, then checked like any configuration.
+    let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
     let deps = Arc::new(wiring::queries(&lambda::ports_without_queues(&aws, tables), tokens));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match

@@ -15,8 +15,8 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let (fcm_application, apns_application) = lambda::push_application_arns(&env)?;
-    lambda::serve_send_queues(telemetry, &env, Channel::Push, &[], |_, aws, _| {
-        Arc::new(SnsPushSender::new(aws.sns.clone(), fcm_application, apns_application))
+    lambda::serve_send_queues(telemetry, &env, Channel::Push, &[], &[], |cx| {
+        Ok(Arc::new(SnsPushSender::new(cx.aws.sns.clone(), fcm_application, apns_application)))
     })
     .await
 }

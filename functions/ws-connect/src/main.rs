@@ -15,10 +15,11 @@ async fn main() -> Result<(), Error> {
     let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
-    let tokens = Arc::new(lambda::ws_tokens(&env)?);
     let tables = lambda::table_names(&env, &[Table::Connections])?;
 
     let aws = AwsClients::new(&sdk_config().await);
+    // The user-token key from Secrets Manager, then checked like any configuration.
+    let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
     let deps = wiring::ws(&lambda::ports_without_queues(&aws, tables), tokens);
 
     let deps = &deps;

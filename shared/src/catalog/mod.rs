@@ -222,6 +222,25 @@ fn load_event_type(root: &Path, files: &Files, name: &str, templates: &mut Templ
 }
 
 /// The catalog shipped in this repository (`<repo>/catalog`), for the local stack and tests.
+/// The one part of a `webhook` message: the event as JSON, for a machine to read.
+pub const WEBHOOK_PAYLOAD_PART: &str = "payload";
+
+/// A `webhook` message needs no template: the receiver gets the event itself (type, id, when it
+/// occurred, its payload) and the locale the recipient would read it in.
+pub fn webhook_message(event: &crate::domain::Event, locale: &str) -> crate::ports::RenderedMessage {
+    let body = serde_json::json!({
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": event.occurred_at,
+        "payload": event.payload,
+    });
+    crate::ports::RenderedMessage {
+        channel: crate::domain::Channel::Webhook,
+        locale: locale.to_owned(),
+        parts: [(WEBHOOK_PAYLOAD_PART.to_owned(), body.to_string())].into(),
+    }
+}
+
 pub fn repository_catalog_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("catalog")
 }
@@ -236,7 +255,7 @@ mod tests {
         let catalog = Catalog::load(&repository_catalog_dir()).expect("catalog loads");
         for name in ["user.registered", "order.completed", "payment.failed"] {
             let t = catalog.event_type(name).unwrap_or_else(|| panic!("{name} shipped"));
-            for channel in [Channel::Email, Channel::Sms, Channel::Push, Channel::Websocket] {
+            for channel in [Channel::Email, Channel::Sms, Channel::Push, Channel::Websocket, Channel::Whatsapp, Channel::Telegram] {
                 for locale in ["en", "uk"] {
                     assert_eq!(
                         catalog.templates().resolve_locale(name, channel, &[locale], "zz").as_deref(),
@@ -247,6 +266,40 @@ mod tests {
             }
             assert_eq!(t.fallback_locale, "en");
         }
+    }
+
+    /// WhatsApp messages are approved templates named with their parameters: the catalog renders
+    /// them as JSON, every value escaped, whatever the payload holds.
+    #[test]
+    fn whatsapp_parts_render_as_template_json_and_telegram_as_text() {
+        let catalog = Catalog::load(&repository_catalog_dir()).expect("catalog loads");
+        let tricky = r#"O'Brien "the \ one" <b>"#;
+        let payloads = [
+            ("user.registered", json!({"name": tricky, "verify_url": "https://example.com/v?a=1&b=2"})),
+            ("order.completed", json!({"order_id": tricky, "total": "59.90", "currency": "EUR", "items": [{"name": tricky, "quantity": 2}]})),
+            ("payment.failed", json!({"payment_id": "P-9", "amount": "12.00", "currency": "USD"})),
+        ];
+        for (name, payload) in payloads {
+            for locale in ["en", "uk"] {
+                let ctx = RenderContext { payload: &payload, user: json!({"id": "u-1"}), event: json!({"event_id": "e-1"}) };
+                let message = catalog.templates().render(name, locale, Channel::Whatsapp, &ctx).expect("whatsapp renders");
+                let parsed: serde_json::Value = serde_json::from_str(message.part("text")).unwrap_or_else(|e| panic!("{name}/{locale}: {e}: {}", message.part("text")));
+                assert!(parsed["template"].as_str().is_some_and(|t| !t.is_empty()), "{parsed}");
+                assert_eq!(parsed["language"], locale);
+                let parameters = parsed["parameters"].as_array().expect("parameters");
+                assert!(!parameters.is_empty() && parameters.iter().all(|p| p.is_string()), "{parsed}");
+                let text = catalog.templates().render(name, locale, Channel::Telegram, &ctx).expect("telegram renders");
+                assert!(!text.part("text").trim().is_empty());
+            }
+        }
+        let ctx = RenderContext { payload: &payloads_first_name(), user: json!({}), event: json!({}) };
+        let welcome = catalog.templates().render("user.registered", "en", Channel::Whatsapp, &ctx).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(welcome.part("text")).unwrap();
+        assert_eq!(parsed["parameters"][0], tricky, "the value arrives as written");
+    }
+
+    fn payloads_first_name() -> serde_json::Value {
+        json!({"name": r#"O'Brien "the \ one" <b>"#})
     }
 
     #[test]

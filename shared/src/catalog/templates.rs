@@ -49,7 +49,17 @@ impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else if name.ends_with("/whatsapp.text") {
+                // A WhatsApp message is an approved template named with its parameters, written as
+                // JSON (see adapters::http::whatsapp): every `{{ value }}` comes out a JSON value.
+                AutoEscape::Json
+            } else {
+                AutoEscape::None
+            }
+        });
         Self { env, names: BTreeSet::new() }
     }
 

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::profile::{PushToken, QuietHours};
 use crate::domain::{
@@ -17,6 +18,7 @@ use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, channel_rank,
 };
+use crate::ports::{Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
 
 /// Builds stores for the checks.
 #[async_trait]
@@ -33,20 +35,24 @@ pub struct StoreHandles {
     pub notifications: Arc<dyn NotificationStore>,
     pub profiles: Arc<dyn ProfileStore>,
     pub connections: Arc<dyn ConnectionStore>,
+    pub suppressions: Arc<dyn SuppressionStore>,
+    pub rate_limits: Arc<dyn RateLimiter>,
 }
 
 impl StoreHandles {
     /// Every port served by one adapter value.
     pub fn all_from<S>(store: Arc<S>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
     {
         Self {
             idempotency: store.clone(),
             events: store.clone(),
             notifications: store.clone(),
             profiles: store.clone(),
-            connections: store,
+            connections: store.clone(),
+            suppressions: store.clone(),
+            rate_limits: store,
         }
     }
 }
@@ -89,6 +95,12 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     connections_active_count_follows_new_and_forgotten(fixture).await;
     connections_racing_disconnects_count_once(fixture).await;
     connections_racing_connects_count_each(fixture).await;
+    suppressions_are_found_by_channel_and_address(fixture).await;
+    suppressions_replace_the_one_of_the_same_address(fixture).await;
+    suppressions_remove_answers_whether_there_was_one(fixture).await;
+    suppressions_list_newest_first_in_pages(fixture).await;
+    rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture).await;
+    rate_limits_keys_are_independent(fixture).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -802,6 +814,7 @@ fn full_profile() -> Profile {
         ],
         whatsapp: Some("+380501234568".into()),
         telegram_chat_id: Some("123456789".into()),
+        webhook_url: Some("https://hooks.example.com/notify".into()),
     }
 }
 
@@ -992,4 +1005,187 @@ pub async fn connections_racing_connects_count_each(fixture: &dyn StoreFixture) 
     assert_eq!(counts, (1..=RACERS as i64).collect::<Vec<_>>(), "each racing connect sees its own count");
     assert_eq!(active(&s).await, RACERS as i64);
     assert_eq!(connections_of(&s, "u-1", 0).await.len(), RACERS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suppressions.
+
+fn suppression(channel: Channel, address: &str, reason: SuppressionReason, created: i64) -> Suppression {
+    Suppression { channel, address: address.into(), reason, created_at: at(created), notification_id: None }
+}
+
+async fn suppressed(s: &StoreHandles, channel: Channel, address: &str) -> bool {
+    s.suppressions.is_suppressed(channel, address).await.expect("is_suppressed")
+}
+
+async fn suppress(s: &StoreHandles, item: &Suppression) {
+    s.suppressions.suppress(item).await.expect("suppress");
+}
+
+async fn all_suppressions(s: &StoreHandles) -> Vec<Suppression> {
+    let page = s.suppressions.list_suppressions(100, None).await.expect("list_suppressions");
+    assert_eq!(page.next, None, "one page holds them all");
+    page.items
+}
+
+pub async fn suppressions_are_found_by_channel_and_address(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert!(!suppressed(&s, Channel::Email, "olena@example.com").await, "an empty store suppresses nothing");
+    let bounce = Suppression {
+        notification_id: Some(NotificationId::derive(&event_id("evt-1"), Channel::Email)),
+        ..suppression(Channel::Email, "Olena@Example.com", SuppressionReason::HardBounce, 10)
+    };
+    suppress(&s, &bounce).await;
+    for written in ["olena@example.com", "Olena@Example.com", "OLENA@EXAMPLE.COM", " olena@example.com "] {
+        assert!(suppressed(&s, Channel::Email, written).await, "e-mail addresses compare case-insensitively, trimmed: {written:?}");
+    }
+    assert!(!suppressed(&s, Channel::Email, "olena@example.org").await);
+    assert!(!suppressed(&s, Channel::Sms, "olena@example.com").await, "a suppression belongs to its channel");
+
+    suppress(&s, &suppression(Channel::Sms, "+380501234567", SuppressionReason::OptedOut, 20)).await;
+    suppress(&s, &suppression(Channel::Telegram, "Chat-42", SuppressionReason::Unreachable, 30)).await;
+    assert!(suppressed(&s, Channel::Sms, "+380501234567").await);
+    assert!(!suppressed(&s, Channel::Whatsapp, "+380501234567").await, "the same number on another channel is not suppressed");
+    assert!(suppressed(&s, Channel::Telegram, "Chat-42").await);
+    assert!(!suppressed(&s, Channel::Telegram, "chat-42").await, "only e-mail addresses ignore case");
+
+    // Read back as written, with every field.
+    let listed = all_suppressions(&s).await;
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[2], bounce, "the address as written, the reason, the time and the notification");
+}
+
+pub async fn suppressions_replace_the_one_of_the_same_address(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    suppress(&s, &suppression(Channel::Email, "olena@example.com", SuppressionReason::HardBounce, 10)).await;
+    suppress(&s, &suppression(Channel::Email, "other@example.com", SuppressionReason::HardBounce, 15)).await;
+    let complaint = suppression(Channel::Email, "OLENA@example.com", SuppressionReason::Complaint, 20);
+    suppress(&s, &complaint).await;
+    let listed = all_suppressions(&s).await;
+    assert_eq!(listed.len(), 2, "one suppression per channel and address: {listed:?}");
+    assert_eq!(listed[0], complaint, "the later one replaced the first, and lists by its own time");
+    assert_eq!(listed[1].address, "other@example.com");
+    // The same suppression again (a redelivered bounce) changes nothing.
+    suppress(&s, &complaint).await;
+    assert_eq!(all_suppressions(&s).await, listed);
+}
+
+pub async fn suppressions_remove_answers_whether_there_was_one(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let remove = |channel: Channel, address: &'static str| {
+        let s = s.clone();
+        async move { s.suppressions.remove_suppression(channel, address).await.expect("remove_suppression") }
+    };
+    assert!(!remove(Channel::Email, "olena@example.com").await, "nothing to lift");
+    suppress(&s, &suppression(Channel::Email, "olena@example.com", SuppressionReason::HardBounce, 10)).await;
+    suppress(&s, &suppression(Channel::Sms, "+380501234567", SuppressionReason::OptedOut, 20)).await;
+    assert!(!remove(Channel::Sms, "olena@example.com").await, "another channel's address is not lifted");
+    assert!(remove(Channel::Email, "Olena@EXAMPLE.com").await, "lifted, whatever the case of the e-mail address");
+    assert!(!suppressed(&s, Channel::Email, "olena@example.com").await);
+    assert!(!remove(Channel::Email, "olena@example.com").await, "a second lift finds none");
+    let left = all_suppressions(&s).await;
+    assert_eq!(left.iter().map(|x| x.channel).collect::<Vec<_>>(), [Channel::Sms], "and it is gone from the list");
+    // Suppressed again after being lifted.
+    suppress(&s, &suppression(Channel::Email, "olena@example.com", SuppressionReason::Complaint, 30)).await;
+    assert!(suppressed(&s, Channel::Email, "olena@example.com").await);
+}
+
+pub async fn suppressions_list_newest_first_in_pages(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let empty = s.suppressions.list_suppressions(10, None).await.expect("list_suppressions");
+    assert_eq!(empty, Page { items: vec![], next: None });
+    let items = [
+        suppression(Channel::Email, "a@example.com", SuppressionReason::HardBounce, 10),
+        suppression(Channel::Sms, "+15550000001", SuppressionReason::OptedOut, 30),
+        suppression(Channel::Email, "b@example.com", SuppressionReason::Complaint, 30),
+        suppression(Channel::Telegram, "100200300", SuppressionReason::Unreachable, 50),
+        suppression(Channel::Email, "c@example.com", SuppressionReason::HardBounce, 20),
+    ];
+    for item in &items {
+        suppress(&s, item).await;
+    }
+    // Newest first; a tie in time by key (`sms:…` after `email:…`), descending.
+    let expected = vec![items[3].clone(), items[1].clone(), items[2].clone(), items[4].clone(), items[0].clone()];
+    assert_eq!(all_suppressions(&s).await, expected);
+
+    let pages = |limit: usize| {
+        let s = s.clone();
+        async move {
+            let mut pages = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..20 {
+                let page = s.suppressions.list_suppressions(limit, cursor.as_deref()).await.expect("list_suppressions");
+                cursor = page.next.clone();
+                pages.push(page);
+                if cursor.is_none() {
+                    return pages;
+                }
+            }
+            panic!("paging never ends");
+        }
+    };
+    let two = pages(2).await;
+    assert_eq!(two.iter().map(|p| p.items.len()).collect::<Vec<_>>(), [2, 2, 1], "five, two per page");
+    assert_eq!(two.into_iter().flat_map(|p| p.items).collect::<Vec<_>>(), expected, "each once, in order");
+
+    let one = s.suppressions.list_suppressions(0, None).await.expect("list_suppressions");
+    assert_eq!(one.items, expected[..1], "a limit of 0 is taken as 1");
+    assert!(one.next.is_some());
+
+    for bad in ["", "not a cursor", "%%%", "eyJ4IjoxfQ"] {
+        let page = s.suppressions.list_suppressions(2, Some(bad)).await.expect("list_suppressions");
+        assert_eq!(page, Page { items: vec![], next: None }, "cursor {bad:?}");
+    }
+
+    // Four left: two full pages, and the second is the last (no cursor to an empty third).
+    assert!(s.suppressions.remove_suppression(Channel::Email, "c@example.com").await.expect("remove_suppression"));
+    let two = pages(2).await;
+    assert_eq!(two.iter().map(|p| p.items.len()).collect::<Vec<_>>(), [2, 2]);
+    let expected: Vec<Suppression> = expected.into_iter().filter(|x| x.address != "c@example.com").collect();
+    assert_eq!(two.into_iter().flat_map(|p| p.items).collect::<Vec<_>>(), expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending rates.
+
+fn at_ms(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(1_700_000_000_000 + offset_ms).expect("timestamp in range")
+}
+
+async fn acquire(s: &StoreHandles, key: &str, per_second: u32, now: Timestamp) -> Pace {
+    s.rate_limits.acquire(key, per_second, now).await.expect("acquire")
+}
+
+pub async fn rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    for i in 0..3 {
+        assert_eq!(acquire(&s, "ses", 3, at_ms(100 + i * 100)).await, Pace::Go, "send {} of 3 in the second", i + 1);
+    }
+    match acquire(&s, "ses", 3, at_ms(400)).await {
+        Pace::Wait(wait) => {
+            assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+            assert_eq!(wait, Duration::from_millis(600), "until the next second starts");
+        }
+        Pace::Go => panic!("a fourth send in a second of three"),
+    }
+    assert!(matches!(acquire(&s, "ses", 3, at_ms(999)).await, Pace::Wait(w) if w == Duration::from_millis(1)), "still spent");
+    // The next second has its own budget.
+    for i in 0..3 {
+        assert_eq!(acquire(&s, "ses", 3, at_ms(1000 + i)).await, Pace::Go, "send {} of the next second", i + 1);
+    }
+    assert!(matches!(acquire(&s, "ses", 3, at_ms(1500)).await, Pace::Wait(_)));
+    // A later second, with a whole second to wait when spent at its very start.
+    assert_eq!(acquire(&s, "ses", 1, at_ms(5000)).await, Pace::Go);
+    assert_eq!(acquire(&s, "ses", 1, at_ms(5000)).await, Pace::Wait(Duration::from_secs(1)));
+}
+
+pub async fn rate_limits_keys_are_independent(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(acquire(&s, "ses", 1, at_ms(0)).await, Pace::Go);
+    assert!(matches!(acquire(&s, "ses", 1, at_ms(10)).await, Pace::Wait(_)), "ses is spent");
+    assert_eq!(acquire(&s, "twilio", 2, at_ms(20)).await, Pace::Go, "another key has its own budget");
+    assert_eq!(acquire(&s, "twilio", 2, at_ms(30)).await, Pace::Go);
+    assert!(matches!(acquire(&s, "twilio", 2, at_ms(40)).await, Pace::Wait(_)));
+    assert!(matches!(acquire(&s, "ses", 1, at_ms(50)).await, Pace::Wait(_)), "and spending it leaves ses as it was");
+    assert_eq!(acquire(&s, "ses", 1, at_ms(1000)).await, Pace::Go);
 }

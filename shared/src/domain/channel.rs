@@ -13,16 +13,19 @@ pub enum Channel {
     Whatsapp,
     Telegram,
     Websocket,
+    /// A signed HTTP POST (Standard Webhooks) to the recipient's `webhook_url`.
+    Webhook,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Email,
         Channel::Sms,
         Channel::Push,
         Channel::Whatsapp,
         Channel::Telegram,
         Channel::Websocket,
+        Channel::Webhook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Channel {
             Channel::Whatsapp => "whatsapp",
             Channel::Telegram => "telegram",
             Channel::Websocket => "websocket",
+            Channel::Webhook => "webhook",
         }
     }
 
@@ -42,6 +46,8 @@ impl Channel {
             Channel::Email => &["subject", "text", "html"],
             Channel::Sms | Channel::Whatsapp | Channel::Telegram => &["text"],
             Channel::Push | Channel::Websocket => &["title", "body"],
+            // The event itself, as JSON: no template (see `catalog::WEBHOOK_PAYLOAD_PART`).
+            Channel::Webhook => &[],
         }
     }
 }
@@ -60,7 +66,7 @@ impl FromStr for Channel {
             .find(|c| c.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown channel {s:?}; expected one of email, sms, push, whatsapp, telegram, websocket"
+                    "unknown channel {s:?}; expected one of email, sms, push, whatsapp, telegram, websocket, webhook"
                 )
             })
     }

@@ -54,6 +54,13 @@ pub mod reason {
     pub const TEMPLATE_ERROR: &str = "template_error";
     pub const PROVIDER_REJECTED: &str = "provider_rejected";
     pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    /// The address is suppressed (a hard bounce, a complaint): not attempted.
+    pub const SUPPRESSED: &str = "suppressed";
+    /// The provider says the recipient cannot be reached there (bot blocked, not on WhatsApp,
+    /// webhook gone): skipped, and the address suppressed.
+    pub const UNREACHABLE: &str = "unreachable";
+    /// Sent, then the e-mail bounced for good (SES feedback).
+    pub const BOUNCED: &str = "bounced";
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

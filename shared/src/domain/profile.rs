@@ -37,6 +37,9 @@ pub struct Profile {
     pub whatsapp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telegram_chat_id: Option<String>,
+    /// Where the `webhook` channel POSTs (signed per Standard Webhooks): an `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 pub fn is_e164(s: &str) -> bool {
@@ -44,6 +47,13 @@ pub fn is_e164(s: &str) -> bool {
     (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0')
+}
+
+/// An absolute `http(s)` URL with a host, at most 2048 characters. Whether plain `http` and
+/// private addresses are allowed is the webhook sender's decision at send time (refused on AWS).
+pub fn is_webhook_url(s: &str) -> bool {
+    s.len() <= 2048
+        && reqwest::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some_and(|h| !h.is_empty()))
 }
 
 pub fn is_locale_tag(s: &str) -> bool {
@@ -99,6 +109,10 @@ impl Profile {
             && (chat.is_empty() || chat.len() > 64) {
                 errors.push(FieldError::new("/telegram_chat_id", "must be 1..64 characters"));
             }
+        if let Some(url) = &self.webhook_url
+            && !is_webhook_url(url) {
+                errors.push(FieldError::new("/webhook_url", "must be an http(s) URL of at most 2048 characters (https on AWS)"));
+            }
         for (i, t) in self.push_tokens.iter().enumerate() {
             if !matches!(t.platform.as_str(), "fcm" | "apns") {
                 errors.push(FieldError::new(format!("/push_tokens/{i}/platform"), "must be fcm or apns"));
@@ -120,6 +134,7 @@ impl Profile {
             Channel::Whatsapp => self.whatsapp.is_some(),
             Channel::Telegram => self.telegram_chat_id.is_some(),
             Channel::Websocket => true,
+            Channel::Webhook => self.webhook_url.is_some(),
         }
     }
 }

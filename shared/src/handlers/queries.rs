@@ -5,13 +5,14 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::auth::WsTokens;
-use crate::domain::{EventId, FieldError, Notification, Preferences, Profile, UserId};
-use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError};
+use crate::domain::{Channel, EventId, FieldError, Notification, Preferences, Profile, UserId};
+use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError, Suppression, SuppressionStore};
 
 pub struct QueryDeps {
     pub events: Arc<dyn EventStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub profiles: Arc<dyn ProfileStore>,
+    pub suppressions: Arc<dyn SuppressionStore>,
     pub tokens: Arc<WsTokens>,
     pub clock: Arc<dyn Clock>,
 }
@@ -99,4 +100,23 @@ pub fn mint_ws_token(deps: &QueryDeps, user_id: &str) -> Result<WsToken, QueryEr
     let user = parse_user_id(user_id)?;
     let (token, expires_at) = deps.tokens.mint(&user, deps.clock.now());
     Ok(WsToken { token, expires_at })
+}
+
+/// `GET /v1/suppressions`: every suppressed address, newest first.
+pub async fn list_suppressions(deps: &QueryDeps, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Suppression>, QueryError> {
+    let limit = limit.unwrap_or(20).clamp(1, 100);
+    Ok(deps.suppressions.list_suppressions(limit, cursor).await?)
+}
+
+/// `DELETE /v1/suppressions/{channel}/{address}`: lifts it (e-mail addresses in any case);
+/// `NotFound` when there was none.
+pub async fn remove_suppression(deps: &QueryDeps, channel: &str, address: &str) -> Result<(), QueryError> {
+    let channel: Channel = channel.parse().map_err(|m: String| QueryError::Invalid(vec![FieldError::new("/channel", m)]))?;
+    if address.trim().is_empty() {
+        return Err(QueryError::NotFound);
+    }
+    match deps.suppressions.remove_suppression(channel, address).await? {
+        true => Ok(()),
+        false => Err(QueryError::NotFound),
+    }
 }

@@ -17,7 +17,8 @@ use crate::domain::{Channel, Notification, NotificationId, Preferences, Status};
 use crate::jobs::{DeferredJob, RouteJob, SendJob, decode, encode};
 use crate::metrics;
 use crate::ports::queue::{MAX_DELAY, MAX_MESSAGE_BYTES};
-use crate::ports::{Clock, NotificationStore, OutgoingMessage, ProfileStore, QueueSender};
+use crate::ports::suppression::suppressible_address;
+use crate::ports::{Clock, NotificationStore, OutgoingMessage, ProfileStore, QueueSender, SuppressionStore};
 use crate::routing::{Decision, decide, requested_channels, wanted_locales};
 use crate::topology::{DEFERRED_QUEUE, send_queue};
 
@@ -25,6 +26,8 @@ pub struct RouterDeps {
     pub catalog: Arc<Catalog>,
     pub profiles: Arc<dyn ProfileStore>,
     pub notifications: Arc<dyn NotificationStore>,
+    /// Addresses not to send to any more: delivering to one is skipped as `suppressed`.
+    pub suppressions: Arc<dyn SuppressionStore>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
     /// Backoff after a transient error (store or queue down), by the record's receive count.
@@ -101,17 +104,29 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
             ..Notification::pending(&event.event_id, &event.event_type, &event.user_id, channel, job.priority, now)
         };
         let mut send_job = None;
-        match decide(channel, event_type.category.as_deref(), &profile, &preferences) {
+        let mut decision = decide(channel, event_type.category.as_deref(), &profile, &preferences);
+        if let Decision::Deliver(address) = &decision
+            && let Some(raw) = suppressible_address(address)
+            && deps.suppressions.is_suppressed(channel, raw).await.map_err(transient)?
+        {
+            decision = Decision::Skip(reason::SUPPRESSED);
+        }
+        match decision {
             Decision::Skip(why) => {
                 notification.status = Status::Skipped;
                 notification.reason = Some(why.to_owned());
             }
             Decision::Deliver(address) => {
-                let locale = deps.catalog.templates().resolve_locale(&event.event_type, channel, &locales, &event_type.fallback_locale);
-                let rendered = locale.ok_or_else(|| format!("no {channel} templates for {}", event.event_type)).and_then(|locale| {
-                    let ctx = RenderContext { payload: &event.payload, user: user_view.clone(), event: event_view.clone() };
-                    deps.catalog.templates().render(&event.event_type, &locale, channel, &ctx).map_err(|e| e.to_string())
-                });
+                let rendered = if channel == Channel::Webhook {
+                    let locale = locales.first().copied().unwrap_or(event_type.fallback_locale.as_str());
+                    Ok(crate::catalog::webhook_message(event, locale))
+                } else {
+                    let locale = deps.catalog.templates().resolve_locale(&event.event_type, channel, &locales, &event_type.fallback_locale);
+                    locale.ok_or_else(|| format!("no {channel} templates for {}", event.event_type)).and_then(|locale| {
+                        let ctx = RenderContext { payload: &event.payload, user: user_view.clone(), event: event_view.clone() };
+                        deps.catalog.templates().render(&event.event_type, &locale, channel, &ctx).map_err(|e| e.to_string())
+                    })
+                };
                 match rendered {
                     Err(message) => {
                         notification.status = Status::Failed;
@@ -410,6 +425,51 @@ mod tests {
         assert_eq!(handle(&h, &job, 2).await, RecordOutcome::Done);
         assert_eq!(h.notification(&id).await.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }));
         assert_each_queue_holds_one(&h, &["events-bulk.fifo"]).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suppressed_address_is_skipped_as_suppressed() {
+        use crate::ports::{Suppression, SuppressionReason, SuppressionStore};
+        let h = Harness::new().await;
+        let bounced = Suppression {
+            channel: Channel::Email,
+            address: EMAIL.to_uppercase(),
+            reason: SuppressionReason::HardBounce,
+            created_at: t0(),
+            notification_id: None,
+        };
+        h.store.inner.suppress(&bounced).await.unwrap();
+        let job = order(&h).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let all = stored(&h, &job).await;
+        let email = &all[0];
+        assert_eq!((email.channel, email.status, email.reason.as_deref()), (Channel::Email, Status::Skipped, Some(reason::SUPPRESSED)));
+        assert_eq!((email.attempts, email.fallback), (0, None), "not attempted, no fallback owed");
+        assert!(all[1..].iter().all(|n| n.status == Status::Pending), "the other channels go out: {all:?}");
+        assert_each_queue_holds_one(&h, &["send-push-fast.fifo", "send-websocket-fast.fifo"]).await;
+
+        // Lifted: the next event is delivered.
+        assert!(h.store.inner.remove_suppression(Channel::Email, EMAIL).await.unwrap());
+        let next = h.route_job(&event("order.completed", "evt-order-A-18")).await;
+        assert_eq!(handle(&h, &next, 1).await, RecordOutcome::Done);
+        assert_eq!(stored(&h, &next).await[0].status, Status::Pending);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suppression_read_failure_retries_with_backoff() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        h.store.fail_next("is_suppressed", 1);
+
+        let RecordOutcome::Retry(after) = handle(&h, &job, 2).await else { panic!("retried") };
+
+        assert_backoff(after, &HICCUP, 2);
+        assert!(stored(&h, &job).await.is_empty(), "nothing recorded by the failed try");
+        assert!(h.queue.sent().is_empty());
+        assert_eq!(handle(&h, &job, 3).await, RecordOutcome::Done);
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
     }
 
     #[tokio::test(start_paused = true)]

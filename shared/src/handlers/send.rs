@@ -23,11 +23,13 @@ use crate::domain::{Guard, Notification, NotificationId, Status, Transition};
 use crate::jobs::{SendJob, decode};
 use crate::metrics;
 use crate::ports::queue::MAX_VISIBILITY;
-use crate::ports::{ChannelSender, Clock, Delivery, NotificationStore, SendError, StoreError, TransitionOutcome};
+use crate::ports::{Address, ChannelSender, Clock, Delivery, NotificationStore, Suppression, SuppressionReason, SuppressionStore, SendError, StoreError, TransitionOutcome};
 
 pub struct SendDeps {
     pub notifications: Arc<dyn NotificationStore>,
     pub sender: Arc<dyn ChannelSender>,
+    /// Where an unreachable recipient's address is suppressed.
+    pub suppressions: Arc<dyn SuppressionStore>,
     pub fallback: FallbackDeps,
     pub clock: Arc<dyn Clock>,
     /// The channel's provider budget: backoff between attempts and how many there are.
@@ -116,7 +118,14 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob, receive_count: u32) -> Reco
                 .lease_until(None),
             RecordOutcome::Done,
         ),
-        Err(SendError::Unreachable(why)) => (Transition::to(Status::Skipped, done).reason(why.clone()).lease_until(None), RecordOutcome::Done),
+        Err(SendError::Unreachable(why)) => {
+            // A provider's "cannot reach" suppresses the address, so the next event skips it.
+            let why = match suppress_unreachable(deps, job, why).await {
+                Ok(why) => why,
+                Err(retry) => return record_outcome(deps, job, &claimed, Transition::to(Status::Pending, done).refund_attempt().lease_until(None), retry, Duration::ZERO, receive_count).await,
+            };
+            (Transition::to(Status::Skipped, done).reason(why).lease_until(None), RecordOutcome::Done)
+        }
         Err(SendError::Permanent(why)) => {
             (fallback::fail(catalog, &claimed, done, reason::PROVIDER_REJECTED).last_error(why.clone()), RecordOutcome::Done)
         }
@@ -219,6 +228,43 @@ async fn write_outcome(store: &dyn NotificationStore, id: &NotificationId, guard
             }
             other => return other,
         }
+    }
+}
+
+/// The reason an unreachable recipient is skipped with, once its address is suppressed (a live
+/// WebSocket that is simply not connected is not suppressed). A store failure asks for a retry.
+async fn suppress_unreachable(deps: &SendDeps, job: &SendJob, why: &str) -> Result<String, RecordOutcome> {
+    if why == reason::NO_LIVE_CONNECTION {
+        return Ok(why.to_owned());
+    }
+    let reason_kind = if why == reason::OPTED_OUT { SuppressionReason::OptedOut } else { SuppressionReason::Unreachable };
+    let Some(address) = suppressible_address(&job.address) else {
+        return Ok(reason::UNREACHABLE.to_owned());
+    };
+    let suppression = Suppression {
+        channel: job.channel,
+        address: address.to_owned(),
+        reason: reason_kind,
+        created_at: deps.clock.now(),
+        notification_id: Some(job.notification_id.clone()),
+    };
+    match deps.suppressions.suppress(&suppression).await {
+        Ok(()) => Ok(if reason_kind == SuppressionReason::OptedOut { reason::OPTED_OUT } else { reason::UNREACHABLE }.to_owned()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not suppress an unreachable address");
+            Err(RecordOutcome::Retry(deps.hiccup_retry.backoff(1)))
+        }
+    }
+}
+
+/// The address a suppression is kept under, for the channels that have one.
+fn suppressible_address(address: &Address) -> Option<&str> {
+    match address {
+        Address::Email { to } => Some(to),
+        Address::Phone { number } | Address::Whatsapp { number } => Some(number),
+        Address::Telegram { chat_id } => Some(chat_id),
+        Address::Webhook { url } => Some(url),
+        Address::Push { .. } | Address::Connections => None,
     }
 }
 

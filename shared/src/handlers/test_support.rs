@@ -29,6 +29,7 @@ use crate::ports::{ProviderReceipt,
     OutgoingMessage, Page, ProfileStore, QueueError, QueueReceiver, QueueSender, ReceivedMessage, SendError, StoreError, StoredResponse,
     TransitionOutcome, VisibilityControl,
 };
+use crate::ports::{Pace, RateLimiter, Suppression, SuppressionStore};
 use crate::routing::address_for;
 use crate::topology::all_queues;
 use crate::wiring::{self, Ports, Settings};
@@ -136,6 +137,11 @@ const STORE_OPS: &[&str] = &[
     "delete_connection",
     "connections_of",
     "active_connections",
+    "suppress",
+    "is_suppressed",
+    "list_suppressions",
+    "remove_suppression",
+    "acquire",
 ];
 
 /// Every store port over one [`MemoryStore`]; any named operation can be told to fail its next
@@ -267,6 +273,32 @@ impl ConnectionStore for FlakyStore {
 
     async fn active_connections(&self) -> Result<i64, StoreError> {
         self.run("active_connections", self.inner.active_connections()).await
+    }
+}
+
+#[async_trait]
+impl SuppressionStore for FlakyStore {
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        self.run("suppress", self.inner.suppress(suppression)).await
+    }
+
+    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        self.run("is_suppressed", self.inner.is_suppressed(channel, address)).await
+    }
+
+    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        self.run("list_suppressions", self.inner.list_suppressions(limit, cursor)).await
+    }
+
+    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        self.run("remove_suppression", self.inner.remove_suppression(channel, address)).await
+    }
+}
+
+#[async_trait]
+impl RateLimiter for FlakyStore {
+    async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
+        self.run("acquire", self.inner.acquire(key, per_second, now)).await
     }
 }
 

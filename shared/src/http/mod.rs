@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -148,6 +148,8 @@ pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
         .route("/v1/users/{user_id}/preferences", get(get_preferences).put(put_preferences))
         .route("/v1/users/{user_id}/notifications", get(list_notifications))
         .route("/v1/users/{user_id}/ws-token", post(post_ws_token))
+        .route("/v1/suppressions", get(list_suppressions))
+        .route("/v1/suppressions/{channel}/{address}", delete(delete_suppression))
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps)
         .layer(middleware::from_fn_with_state(keys, require_api_key))
@@ -244,6 +246,25 @@ async fn list_notifications(
     match queries::user_notifications(&deps, &user_id, page.limit, page.cursor.as_deref()).await {
         Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
         Err(e) => query_problem(e, "user"),
+    }
+}
+
+/// `GET /v1/suppressions?limit=&cursor=`: `{"items": [...], "next_cursor": ...}`, newest first.
+async fn list_suppressions(State(deps): State<Arc<QueryDeps>>, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(page)) = query else {
+        return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
+    };
+    match queries::list_suppressions(&deps, page.limit, page.cursor.as_deref()).await {
+        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Err(e) => query_problem(e, "suppression"),
+    }
+}
+
+/// `DELETE /v1/suppressions/{channel}/{address}`: `204` lifted, `404` there was none.
+async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Path((channel, address)): Path<(String, String)>) -> Response {
+    match queries::remove_suppression(&deps, &channel, &address).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => query_problem(e, "suppression"),
     }
 }
 

@@ -17,6 +17,7 @@ pub enum Address {
     Telegram { chat_id: String },
     /// WebSocket messages go to the user's live connections, looked up at send time.
     Connections,
+    Webhook { url: String },
 }
 
 /// A message rendered for its channel: `parts` holds the channel's template parts

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Page, StoreError};
+use super::Address;
 use crate::domain::{Channel, NotificationId};
 
 /// Why an address is suppressed.
@@ -55,6 +56,19 @@ pub fn suppression_key(channel: Channel, address: &str) -> String {
     }
 }
 
+/// The address a delivery would go to, as suppressions name it: e-mail, SMS, WhatsApp and
+/// Telegram addresses; `None` for deliveries without one address to suppress (push tokens,
+/// live WebSocket connections, and any kind added later until it says otherwise).
+pub fn suppressible_address(address: &Address) -> Option<&str> {
+    match address {
+        Address::Email { to } => Some(to),
+        Address::Phone { number } | Address::Whatsapp { number } => Some(number),
+        Address::Telegram { chat_id } => Some(chat_id),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 #[async_trait]
 pub trait SuppressionStore: Send + Sync {
     /// Records (or replaces) the suppression of its channel and address.
@@ -64,4 +78,25 @@ pub trait SuppressionStore: Send + Sync {
     async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError>;
     /// Lifts it; answers whether there was one.
     async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_case_for_email_only() {
+        assert_eq!(suppression_key(Channel::Email, " Olena@Example.COM "), "email:olena@example.com");
+        assert_eq!(suppression_key(Channel::Telegram, "Chat-1"), "telegram:Chat-1");
+        assert_eq!(suppression_key(Channel::Sms, "+380501234567 "), "sms:+380501234567");
+    }
+
+    #[test]
+    fn push_and_websocket_have_no_address_to_suppress() {
+        assert_eq!(suppressible_address(&Address::Email { to: "a@example.com".into() }), Some("a@example.com"));
+        assert_eq!(suppressible_address(&Address::Whatsapp { number: "+1".into() }), Some("+1"));
+        assert_eq!(suppressible_address(&Address::Telegram { chat_id: "42".into() }), Some("42"));
+        assert_eq!(suppressible_address(&Address::Push { tokens: vec![] }), None);
+        assert_eq!(suppressible_address(&Address::Connections), None);
+    }
 }

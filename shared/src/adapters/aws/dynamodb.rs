@@ -10,6 +10,8 @@
 //! | notifications | `notification_id` (S) | `by-event`: `event_id` / `channel`; `by-user`: `user_id` / `created_key` | claims and state changes; an event's notifications; a user's inbox, newest first |
 //! | users | `user_id` (S) | – | profile and preferences (attributes `profile`, `preferences`) |
 //! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections; item `#active-connections` counts them |
+//! | suppressions | `key` (S) = `suppression_key(channel, address)` | `newest`: `list` / `created_key` | whether to send to an address; every suppression, newest first |
+//! | rate-limits | `pk` (S) = `{key}#{epoch second}` | – | a sending rate shared by every instance (attribute `sent`, N) |
 //!
 //! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
@@ -32,6 +34,8 @@ use crate::ports::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore, NotificationStore, Page,
     ProfileStore, StoreError, StoredResponse, TransitionOutcome,
 };
+use crate::ports::{Pace, RateLimiter, Suppression, SuppressionStore, suppression_key};
+use crate::domain::Channel;
 
 /// Physical table names, from the environment on Lambda.
 #[derive(Clone, Debug)]
@@ -41,6 +45,8 @@ pub struct TableNames {
     pub notifications: String,
     pub users: String,
     pub connections: String,
+    pub suppressions: String,
+    pub rate_limits: String,
 }
 
 impl TableNames {
@@ -52,6 +58,8 @@ impl TableNames {
             notifications: format!("{prefix}notifications"),
             users: format!("{prefix}users"),
             connections: format!("{prefix}connections"),
+            suppressions: format!("{prefix}suppressions"),
+            rate_limits: format!("{prefix}rate-limits"),
         }
     }
 }
@@ -663,5 +671,179 @@ impl ConnectionStore for DynamoStore {
         }
         connections.sort_by_key(|c| c.connected_at);
         Ok(connections)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suppressions.
+
+/// The index that lists every suppression, newest first: partition `list` (always
+/// [`SUPPRESSION_LIST`]), sort key `created_key` (zero-padded creation millis `#` key).
+///
+/// One partition on purpose. The alternative, a `Scan` sorted in code, reads the whole table for
+/// every page (its cost grows with the list, and hard bounces only accumulate); the index reads
+/// one page per page. Its limit is one partition's write rate (1,000 writes a second), and
+/// suppressions are written at the rate of bounces and complaints, orders of magnitude below
+/// it; the base table, read on every send, is keyed by address and spreads as usual.
+pub const NEWEST_INDEX: &str = "newest";
+pub const SUPPRESSION_LIST: &str = "suppressions";
+const SUPPRESSION_CURSOR_FIELDS: [&str; 3] = ["key", "list", "created_key"];
+
+fn suppression_created_key(s: &Suppression, key: &str) -> String {
+    format!("{:015}#{key}", s.created_at.as_millisecond().max(0))
+}
+
+fn suppression_item(s: &Suppression) -> Result<Item, StoreError> {
+    let key = suppression_key(s.channel, &s.address);
+    let mut item: Item = serde_dynamo::to_item(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert("created_key".into(), AttributeValue::S(suppression_created_key(s, &key)));
+    item.insert("list".into(), AttributeValue::S(SUPPRESSION_LIST.into()));
+    item.insert("key".into(), AttributeValue::S(key));
+    Ok(item)
+}
+
+fn suppression_from(mut item: Item) -> Result<Suppression, StoreError> {
+    for extra in ["key", "list", "created_key"] {
+        item.remove(extra);
+    }
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode_suppression_cursor(key: &Item) -> String {
+    let map: HashMap<&str, &str> = SUPPRESSION_CURSOR_FIELDS.iter().filter_map(|f| get_s(key, f).map(|v| (*f, v))).collect();
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).unwrap_or_default())
+}
+
+fn decode_suppression_cursor(raw: &str) -> Option<Item> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+    if map.len() != SUPPRESSION_CURSOR_FIELDS.len() || SUPPRESSION_CURSOR_FIELDS.iter().any(|f| !map.contains_key(*f)) {
+        return None;
+    }
+    if map.get("list").map(String::as_str) != Some(SUPPRESSION_LIST) {
+        return None;
+    }
+    Some(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+/// Reads: one consistent `GetItem` per address the router is about to send to (a lifted
+/// suppression counts at once). Writes: one unconditional `PutItem` per suppression (a repeat
+/// replaces it), one `DeleteItem` with `ALL_OLD` to lift one.
+#[async_trait]
+impl SuppressionStore for DynamoStore {
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.suppressions)
+            .set_item(Some(suppression_item(suppression)?))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.suppressions)
+            .key("key", s(suppression_key(channel, address)))
+            .projection_expression("#k")
+            .expression_attribute_names("#k", "key")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item.is_some_and(|item| !item.is_empty()))
+    }
+
+    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        let limit = limit.clamp(1, 100);
+        let start = match cursor {
+            None => None,
+            Some(raw) => match decode_suppression_cursor(raw) {
+                Some(key) => Some(key),
+                None => return Ok(Page { items: Vec::new(), next: None }),
+            },
+        };
+        // One more than asked: whether it comes says whether there is a next page, so the last
+        // page never carries a cursor to an empty one.
+        let page = self
+            .client
+            .query()
+            .table_name(&self.tables.suppressions)
+            .index_name(NEWEST_INDEX)
+            .key_condition_expression("#list = :list")
+            .expression_attribute_names("#list", "list")
+            .expression_attribute_values(":list", s(SUPPRESSION_LIST))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut raw = page.items.unwrap_or_default();
+        let next = if raw.len() > limit {
+            raw.truncate(limit);
+            raw.last().map(encode_suppression_cursor)
+        } else {
+            // Fewer: the end, unless DynamoDB stopped at its 1 MB page size.
+            page.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| encode_suppression_cursor(&k))
+        };
+        let items = raw.into_iter().map(suppression_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.suppressions)
+            .key("key", s(suppression_key(channel, address)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|old| !old.is_empty()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending rates.
+
+/// How long a rate item outlives its second (TTL attribute `expires_at`).
+pub const RATE_ITEM_TTL_SECONDS: i64 = 60;
+
+/// A fixed one-second window per key: item `pk = "{key}#{epoch second}"`, counted with
+/// `UpdateItem ADD sent :one` under `attribute_not_exists(sent) OR sent < :limit`, so concurrent
+/// senders on every instance share the budget atomically. A failed condition means the second's
+/// budget is spent: [`Pace::Wait`] until the next second (nothing is written). Items expire by
+/// TTL a minute after their second.
+///
+/// Cost: one `UpdateItem` per paced message, one write request unit on an on-demand table
+/// (items stay under 1 KB), whether it answers `Go` or `Wait`: a condition check that fails is
+/// still billed as a write. A provider paced at 14 messages a second that sends all day costs
+/// about 1.2 million write units a day. TTL deletions are free.
+#[async_trait]
+impl RateLimiter for DynamoStore {
+    async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
+        let second = now.as_second();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.rate_limits)
+            .key("pk", s(format!("{key}#{second}")))
+            .update_expression("ADD sent :one SET expires_at = :exp")
+            .condition_expression("attribute_not_exists(sent) OR sent < :limit")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(per_second.max(1))))
+            .expression_attribute_values(":exp", n(second + RATE_ITEM_TTL_SECONDS))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Pace::Go),
+            Err(e) if is_condition_failure(&e) => Ok(Pace::Wait(crate::ports::pacing::until_next_second(now))),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

@@ -25,6 +25,13 @@ fn content(text: &str) -> Result<Content, SendError> {
     Content::builder().data(text).charset("UTF-8").build().map_err(|e| SendError::Permanent(e.to_string()))
 }
 
+/// The SES message tag that carries the notification id into bounce and complaint events.
+pub const NOTIFICATION_TAG: &str = "notification_id";
+
+fn notification_tag(id: &str) -> Result<aws_sdk_sesv2::types::MessageTag, SendError> {
+    aws_sdk_sesv2::types::MessageTag::builder().name(NOTIFICATION_TAG).value(id).build().map_err(|e| SendError::Permanent(e.to_string()))
+}
+
 /// The provider name recorded on the notifications SES delivers.
 pub const PROVIDER: &str = "ses";
 
@@ -58,6 +65,9 @@ impl ChannelSender for SesEmailSender {
             .destination(Destination::builder().to_addresses(to).build())
             .content(EmailContent::builder().simple(message).build())
             .set_configuration_set_name(self.configuration_set.clone())
+            // SES hands the tags back with bounce and complaint events: the feedback function
+            // finds the notification a hard bounce came from.
+            .email_tags(notification_tag(d.notification_id.as_str())?)
             .send()
             .await;
         match result {

@@ -7,6 +7,7 @@ use aws_sdk_sns::error::ProvideErrorMetadata;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
+use crate::domain::notification::reason;
 use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
 
 /// The provider names recorded on the notifications SNS delivers.
@@ -15,7 +16,9 @@ pub const PUSH_PROVIDER: &str = "sns-push";
 
 fn classify(code: &str, message: &str) -> SendError {
     match code {
-        "InvalidParameter" | "InvalidParameterValue" | "EndpointDisabled" | "NotFound" | "OptedOut" | "AuthorizationError" => {
+        // The number opted out of SMS (STOP): nobody to reach; the address is suppressed.
+        "OptedOut" => SendError::Unreachable(reason::OPTED_OUT.to_owned()),
+        "InvalidParameter" | "InvalidParameterValue" | "EndpointDisabled" | "NotFound" | "AuthorizationError" => {
             SendError::Permanent(format!("{code}: {message}"))
         }
         // SMS or push throughput exceeded: slow down, not a failed attempt.

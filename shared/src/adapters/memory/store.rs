@@ -19,7 +19,9 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::domain::{EventId, Guard, Notification, NotificationId, Preferences, Profile, Transition, UserId};
+use crate::domain::{Channel, EventId, Guard, Notification, NotificationId, Preferences, Profile, Transition, UserId};
+use crate::ports::pacing::{Pace, RateLimiter, until_next_second};
+use crate::ports::suppression::{Suppression, SuppressionStore, suppression_key};
 use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, channel_rank,
@@ -30,6 +32,9 @@ pub const MAX_PAGE: usize = 100;
 
 /// The sort key of the by-user index: newest first means iterating it in reverse.
 type UserSortKey = (Timestamp, String);
+
+/// The sort key of the suppressions list, as DynamoDB's `created_key`: millis, then key.
+type SuppressionSortKey = (i64, String);
 
 #[derive(Default)]
 struct Tables {
@@ -47,6 +52,12 @@ struct Tables {
     preferences: HashMap<String, Value>,
     /// Connections by connection id.
     connections: HashMap<String, Value>,
+    /// Suppressions by `suppression_key`.
+    suppressions: HashMap<String, Value>,
+    /// Index: (created_at in millis, suppression key), newest last.
+    suppressions_by_time: BTreeSet<SuppressionSortKey>,
+    /// Sends counted per (rate key, epoch second).
+    rate_limits: HashMap<(String, i64), u32>,
 }
 
 impl Tables {
@@ -101,6 +112,7 @@ impl std::fmt::Debug for MemoryStore {
             .field("profiles", &t.profiles.len())
             .field("preferences", &t.preferences.len())
             .field("connections", &t.connections.len())
+            .field("suppressions", &t.suppressions.len())
             .finish()
     }
 }
@@ -381,6 +393,123 @@ impl ConnectionStore for MemoryStore {
         drop(t);
         out.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then_with(|| a.connection_id.cmp(&b.connection_id)));
         Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suppressions.
+
+/// The `list_suppressions` cursor: the sort key of the last item returned.
+#[derive(Serialize, Deserialize)]
+struct SuppressionCursor {
+    created_ms: i64,
+    key: String,
+}
+
+fn encode_suppression_cursor(key: &SuppressionSortKey) -> String {
+    let cursor = SuppressionCursor { created_ms: key.0, key: key.1.clone() };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).unwrap_or_default())
+}
+
+fn decode_suppression_cursor(raw: &str) -> Option<SuppressionSortKey> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    let cursor: SuppressionCursor = serde_json::from_slice(&bytes).ok()?;
+    Some((cursor.created_ms, cursor.key))
+}
+
+fn suppression_sort_key(s: &Suppression, key: &str) -> SuppressionSortKey {
+    (s.created_at.as_millisecond().max(0), key.to_owned())
+}
+
+#[async_trait]
+impl SuppressionStore for MemoryStore {
+    async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
+        let value = encode(suppression, "suppression")?;
+        let key = suppression_key(suppression.channel, &suppression.address);
+        let mut t = self.tables();
+        if let Some(old) = t.suppressions.get(&key) {
+            let old: Suppression = decode(old, "suppression")?;
+            t.suppressions_by_time.remove(&suppression_sort_key(&old, &key));
+        }
+        t.suppressions_by_time.insert(suppression_sort_key(suppression, &key));
+        t.suppressions.insert(key, value);
+        Ok(())
+    }
+
+    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        Ok(self.tables().suppressions.contains_key(&suppression_key(channel, address)))
+    }
+
+    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = match cursor {
+            None => None,
+            Some(raw) => match decode_suppression_cursor(raw) {
+                Some(key) => Some(key),
+                None => return Ok(Page { items: Vec::new(), next: None }),
+            },
+        };
+        let t = self.tables();
+        let mut remaining: Box<dyn Iterator<Item = &SuppressionSortKey>> = match &start {
+            Some(after) => Box::new(t.suppressions_by_time.range(..after.clone()).rev()),
+            None => Box::new(t.suppressions_by_time.iter().rev()),
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut last = None;
+        for key in remaining.by_ref() {
+            if let Some(value) = t.suppressions.get(&key.1) {
+                items.push(decode(value, "suppression")?);
+                last = Some(key.clone());
+                if items.len() == limit {
+                    break;
+                }
+            }
+        }
+        let more = remaining.next().is_some();
+        let next = match (more, last) {
+            (true, Some(key)) => Some(encode_suppression_cursor(&key)),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        let key = suppression_key(channel, address);
+        let mut t = self.tables();
+        let Some(old) = t.suppressions.remove(&key) else {
+            return Ok(false);
+        };
+        match decode::<Suppression>(&old, "suppression") {
+            Ok(old) => {
+                t.suppressions_by_time.remove(&suppression_sort_key(&old, &key));
+            }
+            // Unreadable: drop whatever index entry still names it.
+            Err(_) => t.suppressions_by_time.retain(|(_, k)| *k != key),
+        }
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending rates.
+
+/// How many seconds of counts are kept (DynamoDB's items expire a minute after their second).
+const RATE_WINDOWS_KEPT: i64 = 60;
+
+/// The DynamoDB adapter's fixed one-second windows, under the lock: a count per (key, second);
+/// a `per_second` of 0 is taken as 1, as there.
+#[async_trait]
+impl RateLimiter for MemoryStore {
+    async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
+        let second = now.as_second();
+        let mut t = self.tables();
+        t.rate_limits.retain(|(_, s), _| *s > second - RATE_WINDOWS_KEPT);
+        let sent = t.rate_limits.entry((key.to_owned(), second)).or_default();
+        if *sent >= per_second.max(1) {
+            return Ok(Pace::Wait(until_next_second(now)));
+        }
+        *sent += 1;
+        Ok(Pace::Go)
     }
 }
 
