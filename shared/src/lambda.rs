@@ -286,28 +286,41 @@ impl AwsClients {
     }
 }
 
+/// A secret a send function needs: the key its provider looks it up by, and its ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    pub key: String,
+    pub arn: String,
+}
+
+/// The secret whose ARN the variable `var` holds, looked up by the variable's name.
+pub fn secret_from_env(env: &Env, var: &'static str) -> Result<SecretRef, StartupError> {
+    Ok(SecretRef { key: var.to_owned(), arn: env.required(var)? })
+}
+
 /// What a send function's `main` builds its provider from: the SDK, the clients, the store, and
 /// the secrets it named (read from Secrets Manager at cold start).
 pub struct SenderContext<'a> {
     pub sdk: &'a SdkConfig,
     pub aws: &'a AwsClients,
     pub store: &'a Arc<DynamoStore>,
-    secrets: HashMap<&'static str, String>,
+    secrets: HashMap<String, String>,
 }
 
 impl SenderContext<'_> {
-    /// The value of the secret whose ARN the variable `var` holds (one of the names given to
+    /// The value of the secret named `key` (one of the [`SecretRef`]s given to
     /// [`serve_send_queues`]).
-    pub fn secret(&self, var: &'static str) -> &str {
-        self.secrets.get(var).map(String::as_str).unwrap_or_default()
+    pub fn secret(&self, key: &str) -> &str {
+        self.secrets.get(key).map(String::as_str).unwrap_or_default()
     }
 }
 
 /// The whole of a send function (send-email, send-sms, send-push, ws-push, send-whatsapp,
 /// send-telegram, send-webhook) but its provider. Its `main` reads its own variables first; this
 /// reads what every sender shares (queue URLs, the notifications and events tables plus
-/// `extra_tables`, the catalog, the channel's retry policy, the ARNs named by `secret_vars`),
-/// then builds the clients once, reads those secrets, asks `sender` for the channel's provider,
+/// `extra_tables`, the catalog, the channel's retry policy), then builds the clients once, reads
+/// the `secrets`,
+/// asks `sender` for the channel's provider,
 /// and serves the channel's send queues with the shared send handler (claim, send, status,
 /// fallback).
 pub async fn serve_send_queues<S>(
@@ -315,7 +328,7 @@ pub async fn serve_send_queues<S>(
     env: &Env,
     channel: Channel,
     extra_tables: &[Table],
-    secret_vars: &[&'static str],
+    secrets: Vec<SecretRef>,
     sender: S,
 ) -> Result<(), lambda_runtime::Error>
 where
@@ -325,20 +338,19 @@ where
     let tables = table_names(env, &[&[Table::Notifications, Table::Events], extra_tables].concat())?;
     let catalog = catalog(env)?;
     let retry = retry_policy(env, RetryPolicy::for_channel(channel))?;
-    let secret_arns = secret_vars.iter().map(|var| Ok((*var, env.required(var)?))).collect::<Result<Vec<_>, ConfigError>>()?;
     // Store and queue hiccups back off on the pipeline's schedule, not the provider's.
     let settings = Settings::default();
 
     let sdk = crate::adapters::aws::sdk_config().await;
     let aws = AwsClients::new(&sdk);
-    let mut secrets = HashMap::new();
-    for (var, arn) in secret_arns {
-        let value = crate::secrets::read_secret(&aws.secrets, &arn).await.map_err(|e| StartupError::Secret { name: var, reason: e.to_string() })?;
-        secrets.insert(var, value);
+    let mut values = HashMap::new();
+    for SecretRef { key, arn } in secrets {
+        let value = crate::secrets::read_secret(&aws.secrets, &arn).await.map_err(|e| StartupError::Secret { name: "a provider secret", reason: format!("{key}: {e}") })?;
+        values.insert(key, value);
     }
     let store = aws.store(tables);
     let queue = aws.queue(directory);
-    let provider = sender(&SenderContext { sdk: &sdk, aws: &aws, store: &store, secrets })?;
+    let provider = sender(&SenderContext { sdk: &sdk, aws: &aws, store: &store, secrets: values })?;
     let ports = Ports::over(queue.clone(), store, Arc::new(SystemClock));
     let deps = wiring::sender(&ports, catalog, &settings, provider, retry);
 

@@ -15,5 +15,5 @@ async fn main() -> Result<(), Error> {
     let env = Env::from_process();
     let from = lambda::required(&env, vars::EMAIL_FROM)?;
     let configuration_set = env.optional(vars::SES_CONFIGURATION_SET);
-    lambda::serve_send_queues(telemetry, &env, Channel::Email, &[], &[], |cx| Ok(Arc::new(SesEmailSender::new(cx.aws.sesv2.clone(), from, configuration_set)))).await
+    lambda::serve_send_queues(telemetry, &env, Channel::Email, &[], Vec::new(), |cx| Ok(Arc::new(SesEmailSender::new(cx.aws.sesv2.clone(), from, configuration_set)))).await
 }

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let (fcm_application, apns_application) = lambda::push_application_arns(&env)?;
-    lambda::serve_send_queues(telemetry, &env, Channel::Push, &[], &[], |cx| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Push, &[], Vec::new(), |cx| {
         Ok(Arc::new(SnsPushSender::new(cx.aws.sns.clone(), fcm_application, apns_application)))
     })
     .await

@@ -14,5 +14,5 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let sender_id = env.optional(vars::SMS_SENDER_ID);
-    lambda::serve_send_queues(telemetry, &env, Channel::Sms, &[], &[], |cx| Ok(Arc::new(SnsSmsSender::new(cx.aws.sns.clone(), sender_id)))).await
+    lambda::serve_send_queues(telemetry, &env, Channel::Sms, &[], Vec::new(), |cx| Ok(Arc::new(SnsSmsSender::new(cx.aws.sns.clone(), sender_id)))).await
 }

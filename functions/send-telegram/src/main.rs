@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let api_url = lambda::required(&env, vars::TELEGRAM_API_URL)?;
-    lambda::serve_send_queues(telemetry, &env, Channel::Telegram, &[], &[vars::TELEGRAM_TOKEN_SECRET_ARN], |cx| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Telegram, &[], vec![lambda::secret_from_env(&env, vars::TELEGRAM_TOKEN_SECRET_ARN)?], |cx| {
         let token = cx.secret(vars::TELEGRAM_TOKEN_SECRET_ARN).to_owned();
         Ok(Arc::new(TelegramSender::new(client::client(client::DEFAULT_TIMEOUT), api_url, token)))
     })

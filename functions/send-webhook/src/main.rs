@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
-    lambda::serve_send_queues(telemetry, &env, Channel::Webhook, &[], &[vars::WEBHOOK_SECRET_ARN], |cx| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Webhook, &[], vec![lambda::secret_from_env(&env, vars::WEBHOOK_SECRET_ARN)?], |cx| {
         let signer = WebhookSigner::from_stored(cx.secret(vars::WEBHOOK_SECRET_ARN))
             .map_err(|e| StartupError::Secret { name: vars::WEBHOOK_SECRET_ARN, reason: e.to_string() })?;
         Ok(Arc::new(WebhookSender::new(signer, TargetPolicy::aws(), client::DEFAULT_TIMEOUT)))

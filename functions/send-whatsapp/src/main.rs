@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let env = Env::from_process();
     let api_url = lambda::required(&env, vars::WHATSAPP_API_URL)?;
     let phone_number_id = lambda::required(&env, vars::WHATSAPP_PHONE_NUMBER_ID)?;
-    lambda::serve_send_queues(telemetry, &env, Channel::Whatsapp, &[], &[vars::WHATSAPP_TOKEN_SECRET_ARN], |cx| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Whatsapp, &[], vec![lambda::secret_from_env(&env, vars::WHATSAPP_TOKEN_SECRET_ARN)?], |cx| {
         let token = cx.secret(vars::WHATSAPP_TOKEN_SECRET_ARN).to_owned();
         Ok(Arc::new(WhatsAppSender::new(client::client(client::DEFAULT_TIMEOUT), api_url, phone_number_id, token)))
     })

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let management_endpoint = lambda::ws_management_endpoint(&env)?;
-    lambda::serve_send_queues(telemetry, &env, Channel::Websocket, &[Table::Connections], &[], |cx| {
+    lambda::serve_send_queues(telemetry, &env, Channel::Websocket, &[Table::Connections], Vec::new(), |cx| {
         Ok(Arc::new(WebSocketFanout {
             connections: cx.store.clone(),
             poster: Arc::new(lambda::connection_poster(cx.sdk, &management_endpoint)),
