@@ -116,12 +116,8 @@ impl Platform {
                 let deps = wiring::scheduler(&self.ports(), &settings);
                 process_batch(event, queue, |r| handle_deferred_record(&deps, r).boxed()).await
             }
-            "send-email" | "send-sms" | "send-push" => {
-                let channel = match function {
-                    "send-email" => Channel::Email,
-                    "send-sms" => Channel::Sms,
-                    _ => Channel::Push,
-                };
+            "send-email" | "send-sms" | "send-push" | "send-whatsapp" | "send-telegram" | "send-webhook" => {
+                let channel = channel_of(function);
                 let deps = self.send_deps(channel, outbox_sender());
                 process_batch(event, queue, |r| handle_send_record(&deps, r).boxed()).await
             }
@@ -206,7 +202,7 @@ impl Platform {
     /// accepted and routed (so their notifications exist), one live connection for u-42.
     async fn seed(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         self.put_profile().await;
-        for name in ["order.completed.json", "payment.failed.json", "user.registered.json"] {
+        for name in ["order.completed.json", "payment.failed.json", "user.registered.json", "payment.failed.chat.json"] {
             self.post_api_sample(name).await;
         }
         for queue in ["events-fast.fifo", "events-bulk.fifo"] {
@@ -227,6 +223,19 @@ impl Platform {
         let (token, _) = self.tokens.mint(&UserId::parse("u-42").unwrap(), jiff::Timestamp::now());
         shared::handlers::ws::connect(&self.ws_deps(), "Sample-Connection-Id=", Some(&token)).await.unwrap();
         Some(frames)
+    }
+}
+
+/// The channel a send function delivers.
+fn channel_of(function: &str) -> Channel {
+    match function {
+        "send-email" => Channel::Email,
+        "send-sms" => Channel::Sms,
+        "send-push" => Channel::Push,
+        "send-whatsapp" => Channel::Whatsapp,
+        "send-telegram" => Channel::Telegram,
+        "send-webhook" => Channel::Webhook,
+        other => panic!("{other} is not a send function"),
     }
 }
 
@@ -357,11 +366,17 @@ async fn write_samples() {
     p.post_api_sample("payment.failed.json").await;
     let route = p.take("events-fast.fifo").await;
     assert!(p.sqs("router", &route).await.batch_item_failures.is_empty());
+    p.post_api_sample("payment.failed.chat.json").await;
+    let route = p.take("events-fast.fifo").await;
+    assert!(p.sqs("router", &route).await.batch_item_failures.is_empty());
     for (function, queue) in [
         ("send-email", "send-email-fast.fifo"),
         ("send-push", "send-push-fast.fifo"),
         ("send-sms", "send-sms-fast.fifo"),
         ("ws-push", "send-websocket-fast.fifo"),
+        ("send-whatsapp", "send-whatsapp-fast.fifo"),
+        ("send-telegram", "send-telegram-fast.fifo"),
+        ("send-webhook", "send-webhook-fast.fifo"),
     ] {
         let batch = p.take(queue).await;
         let mut value = serde_json::to_value(&batch).unwrap();
@@ -404,7 +419,8 @@ enum Kind {
 fn kind_of(function: &str) -> Option<Kind> {
     Some(match function {
         "ingest" | "api" => Kind::Http,
-        "router" | "scheduler" | "send-email" | "send-sms" | "send-push" | "ws-push" | "dead-letter" => Kind::Sqs,
+        "router" | "scheduler" | "send-email" | "send-sms" | "send-push" | "send-whatsapp" | "send-telegram" | "send-webhook" | "ws-push"
+        | "dead-letter" => Kind::Sqs,
         "ws-connect" | "ws-disconnect" => Kind::WebSocket,
         "feedback" => Kind::Sns,
         _ => return None,
@@ -479,12 +495,8 @@ async fn every_sample_runs_through_its_handler() {
                     let response = p.sqs(&function, &event).await;
                     assert!(response.batch_item_failures.is_empty(), "{name}: {:?}", response.batch_item_failures);
                     match function.as_str() {
-                        "send-email" | "send-sms" | "send-push" => {
-                            let channel = match function.as_str() {
-                                "send-email" => Channel::Email,
-                                "send-sms" => Channel::Sms,
-                                _ => Channel::Push,
-                            };
+                        "send-email" | "send-sms" | "send-push" | "send-whatsapp" | "send-telegram" | "send-webhook" => {
+                            let channel = channel_of(&function);
                             assert_eq!(p.outbox.len(), outbox_before + 1, "{name}: one message sent");
                             assert_eq!(p.outbox.entries(Some(channel)).len(), 1, "{name}");
                         }

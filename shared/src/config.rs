@@ -47,6 +47,8 @@ pub mod vars {
     pub const RETRY_MAX_ATTEMPTS: &str = "NOTIFY_RETRY_MAX_ATTEMPTS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
+    /// A send function's providers, in order, as JSON (see `providers::config`).
+    pub const PROVIDERS: &str = "NOTIFY_PROVIDERS";
     /// Base URL of the Telegram Bot API.
     pub const TELEGRAM_API_URL: &str = "NOTIFY_TELEGRAM_API_URL";
     /// The Secrets Manager secret holding the Telegram bot token.
@@ -86,6 +88,7 @@ pub mod vars {
         ("RETRY_MAX_MS", RETRY_MAX_MS),
         ("RETRY_MAX_ATTEMPTS", RETRY_MAX_ATTEMPTS),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE),
+        ("PROVIDERS", PROVIDERS),
         ("TELEGRAM_API_URL", TELEGRAM_API_URL),
         ("TELEGRAM_TOKEN_SECRET_ARN", TELEGRAM_TOKEN_SECRET_ARN),
         ("WHATSAPP_API_URL", WHATSAPP_API_URL),

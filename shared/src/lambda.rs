@@ -23,6 +23,9 @@ use crate::auth::{ApiKeys, WsTokens};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, Env, vars};
 use crate::handlers::send::handle_send_record;
+use crate::providers::config::{ProviderSpec, default_providers, parse_providers};
+use crate::providers::failover::{FailoverSender, Provider};
+use crate::providers::paced::PacedSender;
 use crate::wiring::{self, Ports, Settings};
 use crate::handlers::sqs_batch::{RetryPolicy, process_batch};
 use crate::ports::SystemClock;
@@ -367,6 +370,43 @@ where
 /// was not given) instead of touching anything.
 pub fn ports_without_queues(aws: &AwsClients, tables: TableNames) -> Ports {
     Ports::over(aws.queue(QueueDirectory::new(Default::default())), aws.store(tables), Arc::new(SystemClock))
+}
+
+/// A channel's providers: `NOTIFY_PROVIDERS` (checked here, at cold start), else its AWS
+/// provider alone.
+pub fn providers(env: &Env, channel: Channel) -> Result<Vec<ProviderSpec>, StartupError> {
+    match env.optional(vars::PROVIDERS) {
+        None => Ok(default_providers(channel)),
+        Some(text) => parse_providers(&text, channel).map_err(|reason| ConfigError::Invalid { name: vars::PROVIDERS, reason }.into()),
+    }
+}
+
+/// The secrets the providers name, each looked up by its provider's name.
+pub fn provider_secrets(specs: &[ProviderSpec]) -> Vec<SecretRef> {
+    specs.iter().filter_map(|s| s.secret_arn.clone().map(|arn| SecretRef { key: s.provider.clone(), arn })).collect()
+}
+
+/// The channel's sender from its providers: each built by `build`, paced to its
+/// `rate_per_second` through the rate-limits table, behind a failover in order (with a circuit
+/// breaker each) when there are several.
+pub fn compose_providers<B>(cx: &SenderContext<'_>, specs: &[ProviderSpec], build: B) -> Result<Arc<dyn crate::ports::ChannelSender>, StartupError>
+where
+    B: Fn(&ProviderSpec, &SenderContext<'_>) -> Result<Arc<dyn crate::ports::ChannelSender>, StartupError>,
+{
+    let clock: Arc<dyn crate::ports::Clock> = Arc::new(SystemClock);
+    let mut providers = Vec::new();
+    for spec in specs {
+        let mut sender = build(spec, cx)?;
+        if let Some(rate) = spec.rate_per_second {
+            let limiter: Arc<dyn crate::ports::RateLimiter> = cx.store.clone();
+            sender = Arc::new(PacedSender::new(sender, limiter, spec.provider.clone(), rate, clock.clone()));
+        }
+        providers.push(Provider::new(spec.provider.clone(), sender));
+    }
+    if providers.len() == 1 {
+        return Ok(providers.remove(0).sender);
+    }
+    Ok(Arc::new(FailoverSender::new(providers, clock)))
 }
 
 /// Posts to WebSocket connections through the stage's management endpoint.

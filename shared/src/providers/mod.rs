@@ -2,5 +2,6 @@
 //! and pacing to each provider's sending rate shared by every instance.
 
 pub mod circuit;
+pub mod config;
 pub mod failover;
 pub mod paced;
