@@ -237,5 +237,5 @@ async fn aws_requests_per_delivered_single_channel_notification() {
     assert_eq!(op("PutItem"), 3, "idempotency claim, event, notification: {counts:?}");
     assert_eq!(op("SendMessageBatch"), 2, "route job and send job: {counts:?}");
     assert_eq!(op("DeleteMessage"), 2, "route job and send job done: {counts:?}");
-    assert_eq!(op("GetItem"), 1, "the recipient, profile and preferences in one read: {counts:?}");
+    assert_eq!(op("GetItem"), 2, "the recipient (profile and preferences in one read) and its suppression check: {counts:?}");
 }

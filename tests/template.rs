@@ -370,7 +370,10 @@ fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
         "serve_send_queues" => &[vars::QUEUE_URL_PREFIX, vars::NOTIFICATIONS_TABLE, vars::EVENTS_TABLE],
         // Optional variables, defaults or values checked at start: nothing required.
         "catalog" | "retry_policy" | "settings" | "ports_without_queues" | "required" | "table_names" | "millis" | "push_application_arns"
-        | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" | "ws_tokens" | "secret" => &[],
+        | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" | "ws_tokens" | "secret" | "secret_from_env"
+        | "provider_secrets" | "compose_providers" => &[],
+        // A channel's providers: optional (its AWS provider alone by default), checked at start.
+        "providers" => &[],
         _ => return None,
     })
 }
@@ -441,8 +444,8 @@ fn environment_problems(t: &Value) -> Vec<String> {
                 None => problems.push(format!("functions/{package}: Table::{table}, unknown to this test")),
             }
         }
-        // `lambda::required(&env, vars::X)`: X is required.
-        for (at, _) in main.match_indices("lambda::required(") {
+        // `lambda::required(&env, vars::X)` and `lambda::secret_from_env(&env, vars::X)`: X is required.
+        for (at, _) in main.match_indices("lambda::required(").chain(main.match_indices("lambda::secret_from_env(")) {
             for name in words_after(&main[at..main[at..].find(')').map_or(main.len(), |e| at + e)], "vars::") {
                 match known.get(name) {
                     Some(var) => {
