@@ -59,6 +59,19 @@ struct Platform {
     catalog: Arc<Catalog>,
     tokens: Arc<WsTokens>,
     keys: Arc<ApiKeys>,
+    callback_poster: Arc<RecordingPoster>,
+}
+
+/// Records the status callbacks `status-callbacks` would POST.
+#[derive(Default)]
+struct RecordingPoster(std::sync::Mutex<Vec<(String, String, Value)>>);
+
+#[async_trait::async_trait]
+impl shared::handlers::callbacks::CallbackPoster for RecordingPoster {
+    async fn post_callback(&self, url: &str, id: &str, body: &Value) -> Result<(), shared::ports::SendError> {
+        self.0.lock().unwrap().push((url.to_owned(), id.to_owned(), body.clone()));
+        Ok(())
+    }
 }
 
 impl Platform {
@@ -73,6 +86,7 @@ impl Platform {
             catalog: Arc::new(Catalog::embedded().expect("catalog")),
             tokens: Arc::new(WsTokens::new(SAMPLE_WS_SECRET.as_bytes(), Duration::from_secs(900)).unwrap()),
             keys: Arc::new(ApiKeys::from_config(SAMPLE_API_KEY, "").unwrap()),
+            callback_poster: Arc::new(RecordingPoster::default()),
         }
     }
 
@@ -125,6 +139,10 @@ impl Platform {
                 let fanout = WebSocketFanout { connections: self.store.clone(), poster: Arc::new(self.poster.clone()), clock: self.clock.clone() };
                 let deps = self.send_deps(Channel::Websocket, Arc::new(fanout));
                 process_batch(event, queue, |r| handle_send_record(&deps, r).boxed()).await
+            }
+            "status-callbacks" => {
+                let deps = shared::handlers::callbacks::CallbackDeps { poster: self.callback_poster.clone(), retry: RetryPolicy::for_channel(Channel::Webhook) };
+                process_batch(event, queue, |r| shared::handlers::callbacks::handle_callback_record(&deps, r).boxed()).await
             }
             "dead-letter" => {
                 let deps = wiring::dead_letter(&self.ports(), self.catalog.clone(), &settings);
@@ -390,6 +408,16 @@ async fn write_samples() {
             write("dead-letter", "send-email-fast-dlq-batch", &value);
         }
     }
+
+    // A status callback: the final status of the order's email, as a send function queues it.
+    let order_email = shared::domain::NotificationId::derive(&shared::domain::EventId::parse("evt-order-A-17").unwrap(), Channel::Email);
+    let mut sent = shared::ports::NotificationStore::get(p.store.as_ref(), &order_email).await.unwrap().expect("routed");
+    sent.status = shared::domain::Status::Sent;
+    sent.provider = Some("ses".into());
+    let callbacks = shared::handlers::callbacks::StatusCallbacks { url: Some("https://hooks.example.com/notify-status".into()), queue: p.queues.clone() };
+    callbacks.emit(&sent).await.unwrap();
+    let batch = p.take(shared::topology::CALLBACKS_QUEUE).await;
+    write("status-callbacks", "status-callbacks-batch", &serde_json::to_value(&batch).unwrap());
     // A send job held for later (scheduled send, quiet hours), as the router parks it on
     // `deferred` (with a message delay, so it is built here rather than taken off the queue):
     // the email job above, due since 10:15.
@@ -420,7 +448,7 @@ fn kind_of(function: &str) -> Option<Kind> {
     Some(match function {
         "ingest" | "api" => Kind::Http,
         "router" | "scheduler" | "send-email" | "send-sms" | "send-push" | "send-whatsapp" | "send-telegram" | "send-webhook" | "ws-push"
-        | "dead-letter" => Kind::Sqs,
+        | "dead-letter" | "status-callbacks" => Kind::Sqs,
         "ws-connect" | "ws-disconnect" => Kind::WebSocket,
         "feedback" => Kind::Sns,
         _ => return None,
@@ -484,7 +512,7 @@ async fn every_sample_runs_through_its_handler() {
                     use shared::handlers::feedback::{FeedbackOutcome, handle_feedback};
                     use shared::ports::SuppressionStore;
                     let event: SnsEvent = serde_json::from_value(sample).unwrap_or_else(|e| panic!("{name}: {e}"));
-                    let outcomes = handle_feedback(&wiring::feedback(&p.ports()), &event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let outcomes = handle_feedback(&wiring::feedback(&p.ports(), &Settings::default()), &event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
                     assert_eq!(outcomes.len(), event.records.len(), "{name}");
                     let suppressed = outcomes.iter().any(|o| matches!(o, FeedbackOutcome::Suppressed { recipients: 1.., .. }));
                     // The samples bounce (or complain about) the seeded recipient's address.
@@ -505,6 +533,11 @@ async fn every_sample_runs_through_its_handler() {
                             assert!(frame.contains("\"notification\""), "{name}: {frame}");
                         }
                         "router" => assert!(p.queues.depth("send-email-fast.fifo").await.unwrap() > 0, "{name}: send jobs queued"),
+                        "status-callbacks" => {
+                            let posted = p.callback_poster.0.lock().unwrap().clone();
+                            assert_eq!(posted.len(), 1, "{name}: one callback posted");
+                            assert_eq!(posted[0].2["type"], "notification.sent", "{name}");
+                        }
                         _ => {}
                     }
                 }

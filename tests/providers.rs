@@ -176,6 +176,7 @@ async fn a_hard_bounce_suppresses_the_address_and_the_next_email_is_skipped() {
         suppressions: app.stack.inspect.suppressions.clone(),
         notifications: app.stack.inspect.notifications.clone(),
         clock: std::sync::Arc::new(shared::ports::SystemClock),
+        callbacks: app.stack.callbacks.clone(),
     };
     shared::handlers::feedback::handle_feedback(&deps, &event).await.expect("feedback handled");
     let bounced = app.wait_for_notification(&first_id, "email", "failed", WAIT).await;
@@ -189,5 +190,54 @@ async fn a_hard_bounce_suppresses_the_address_and_the_next_email_is_skipped() {
     assert_eq!(skipped["reason"], "suppressed");
     let listed: Value = app.get("/v1/suppressions").await.json().await.unwrap();
     assert!(listed["items"].as_array().unwrap().iter().any(|s| s["address"] == email.as_str() && s["reason"] == "hard_bounce"), "{listed}");
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_final_status_is_posted_signed_to_the_producers_callback_url() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/status")).respond_with(ResponseTemplate::new(200)).mount(&fake).await;
+    let secret = WebhookSigner::generate_secret();
+    let mut config = local_stack::Config::for_tests();
+    config.status_callback_url = Some(format!("{}/status", fake.uri()));
+    config.providers = HttpProviders { webhook_secret: Some(secret.clone()), ..HttpProviders::default() };
+    let app = spawn_app_with(config).await;
+    let user = unique("u");
+    // An email, no phone: payment.failed's email is sent, its SMS skipped (no address), its
+    // WebSocket skipped (nobody connected).
+    put_profile(&app, &user, json!({"email": format!("{user}@example.com")})).await;
+    let body = event_for("payment.failed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let callbacks = loop {
+        let requests = fake.received_requests().await.unwrap();
+        if requests.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break requests;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let signer = WebhookSigner::new(&secret).unwrap();
+    let mut seen: Vec<(String, String, String)> = callbacks
+        .iter()
+        .map(|r| {
+            signer.verify(&r.headers, &r.body).expect("every callback is signed");
+            let b = body_of(r);
+            assert_eq!(b["data"]["event_id"], event_id.as_str());
+            assert!(b["data"].get("address").is_none() && !String::from_utf8_lossy(&r.body).contains("@example.com"), "no address in a callback");
+            (b["data"]["channel"].as_str().unwrap().to_owned(), b["type"].as_str().unwrap().to_owned(), b["data"]["reason"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("email".to_owned(), "notification.sent".to_owned(), String::new()),
+            ("sms".to_owned(), "notification.skipped".to_owned(), "no_address".to_owned()),
+            ("websocket".to_owned(), "notification.skipped".to_owned(), "no_live_connection".to_owned()),
+        ]
+    );
     app.stack.stop().await;
 }

@@ -46,6 +46,10 @@ pub struct Args {
     /// Provider attempts before a notification fails as `retries_exhausted` (then its fallback).
     #[arg(long, env = "NOTIFY_RETRY_MAX_ATTEMPTS", default_value_t = 10)]
     pub retry_max_attempts: u32,
+    /// The producer's status callback URL: every final status of a notification is POSTed there,
+    /// signed with NOTIFY_WEBHOOK_SECRET (a random key when unset).
+    #[arg(long, env = "NOTIFY_STATUS_CALLBACK_URL")]
+    pub status_callback_url: Option<String>,
     /// Sending rates of each channel's first provider, messages per second, shared by every
     /// poller (e.g. `email=14,sms=2`): a send beyond it waits instead of failing.
     #[arg(long, env = "NOTIFY_PROVIDER_RATES", default_value = "")]
@@ -162,6 +166,8 @@ pub struct Config {
     pub backend: Backend,
     /// Real HTTP providers, where their settings were given (else the outbox).
     pub providers: HttpProviders,
+    /// `NOTIFY_STATUS_CALLBACK_URL`.
+    pub status_callback_url: Option<String>,
     /// `NOTIFY_PROVIDER_RATES`, parsed: messages per second of each channel's first provider.
     pub provider_rates: std::collections::HashMap<shared::domain::Channel, u32>,
 }
@@ -283,6 +289,7 @@ impl Config {
             backend: Backend::Memory,
             providers: HttpProviders::default(),
             provider_rates: Default::default(),
+            status_callback_url: None,
         }
     }
 
@@ -294,6 +301,7 @@ impl Config {
             pipeline_retry: RetryPolicy { base: self.retry_base, max: self.retry_max.max(self.retry_base), max_attempts: RetryPolicy::PIPELINE.max_attempts },
             visibility_timeout: self.visibility_timeout,
             ingest: shared::handlers::ingest::IngestSettings { in_progress_ttl: self.in_progress_ttl, ..Default::default() },
+            status_callback_url: self.status_callback_url.clone(),
             ..shared::wiring::Settings::default()
         }
     }
@@ -363,6 +371,7 @@ impl Config {
             pollers_per_queue: 2,
             providers,
             provider_rates,
+            status_callback_url: args.status_callback_url.clone(),
         })
     }
 }

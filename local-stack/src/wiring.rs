@@ -23,7 +23,9 @@ use shared::ports::{
     QueueReceiver, QueueSender, SystemClock, VisibilityControl,
 };
 use shared::ports::{RateLimiter, SuppressionStore};
-use shared::topology::{DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
+use shared::adapters::http::webhook::{TargetPolicy, WebhookSender, WebhookSigner};
+use shared::handlers::callbacks::{CallbackDeps, StatusCallbacks, handle_callback_record};
+use shared::topology::{CALLBACKS_QUEUE, DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
 use shared::wiring::{self, Ports};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +57,9 @@ pub struct LocalStack {
     pub aws: Option<AwsResourcesInUse>,
     /// Read-only views for tests and the chaos run.
     pub inspect: Inspect,
+    /// Where final statuses are announced (for a test that plays another function, such as the
+    /// feedback function).
+    pub callbacks: StatusCallbacks,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
@@ -325,6 +330,17 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
             mappings.push(Mapping { queue: dead_letter_queue_of(&send_queue(channel, lane)), handler, concurrency: 1 });
         }
     }
+    // Status callbacks, POSTed signed like webhooks (the local policy: loopback allowed).
+    let callback_secret = config.providers.webhook_secret.clone().unwrap_or_else(WebhookSigner::generate_secret);
+    let signer = WebhookSigner::from_stored(&callback_secret).map_err(|e| anyhow::anyhow!("NOTIFY_WEBHOOK_SECRET: {e}"))?;
+    let callback_deps = Arc::new(CallbackDeps {
+        poster: Arc::new(WebhookSender::new(signer, TargetPolicy::local(), shared::adapters::http::client::DEFAULT_TIMEOUT)),
+        retry: delivery_retry.clone(),
+    });
+    for callbacks_queue in [CALLBACKS_QUEUE.to_owned(), dead_letter_queue_of(CALLBACKS_QUEUE)] {
+        let handler = batch_handler(callback_deps.clone(), queue(), |d, r| handle_callback_record(d, r).boxed());
+        mappings.push(Mapping { queue: callbacks_queue, handler, concurrency: 1 });
+    }
     for deferred_queue in [DEFERRED_QUEUE.to_owned(), dead_letter_queue_of(DEFERRED_QUEUE)] {
         let handler = batch_handler(deferred.clone(), queue(), |d, r| handle_deferred_record(d, r).boxed());
         mappings.push(Mapping { queue: deferred_queue, handler, concurrency: 1 });
@@ -364,5 +380,6 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         suppressions: a.unfaulted_suppressions.clone(),
         poll_stats,
     };
-    Ok(LocalStack { addr, api_key, outbox, ledger, faults, connections, aws: a.aws, inspect, shutdown: shutdown_tx, tasks, server })
+    let callbacks = settings.callbacks(&a.ports);
+    Ok(LocalStack { addr, api_key, outbox, ledger, faults, connections, aws: a.aws, inspect, callbacks, shutdown: shutdown_tx, tasks, server })
 }

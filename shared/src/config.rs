@@ -47,6 +47,8 @@ pub mod vars {
     pub const RETRY_MAX_ATTEMPTS: &str = "NOTIFY_RETRY_MAX_ATTEMPTS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
+    /// The producer's status callback URL: every final status is POSTed there, signed.
+    pub const STATUS_CALLBACK_URL: &str = "NOTIFY_STATUS_CALLBACK_URL";
     /// A send function's providers, in order, as JSON (see `providers::config`).
     pub const PROVIDERS: &str = "NOTIFY_PROVIDERS";
     /// Base URL of the Telegram Bot API.
@@ -88,6 +90,7 @@ pub mod vars {
         ("RETRY_MAX_MS", RETRY_MAX_MS),
         ("RETRY_MAX_ATTEMPTS", RETRY_MAX_ATTEMPTS),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE),
+        ("STATUS_CALLBACK_URL", STATUS_CALLBACK_URL),
         ("PROVIDERS", PROVIDERS),
         ("TELEGRAM_API_URL", TELEGRAM_API_URL),
         ("TELEGRAM_TOKEN_SECRET_ARN", TELEGRAM_TOKEN_SECRET_ARN),

@@ -109,7 +109,21 @@ pub fn retry_policy(env: &Env, defaults: RetryPolicy) -> Result<RetryPolicy, Sta
 /// queue hiccups): [`RetryPolicy::PIPELINE`] with the environment's overrides.
 pub fn settings(env: &Env) -> Result<Settings, StartupError> {
     let pipeline_retry = retry_policy(env, RetryPolicy::PIPELINE)?;
-    Ok(Settings { pipeline_retry: RetryPolicy { max_attempts: RetryPolicy::PIPELINE.max_attempts, ..pipeline_retry }, ..Settings::default() })
+    Ok(Settings {
+        pipeline_retry: RetryPolicy { max_attempts: RetryPolicy::PIPELINE.max_attempts, ..pipeline_retry },
+        status_callback_url: status_callback_url(env)?,
+        ..Settings::default()
+    })
+}
+
+/// `NOTIFY_STATUS_CALLBACK_URL`, an http(s) URL, when set.
+pub fn status_callback_url(env: &Env) -> Result<Option<String>, StartupError> {
+    match env.optional(vars::STATUS_CALLBACK_URL) {
+        Some(url) if !crate::domain::profile::is_webhook_url(&url) => {
+            Err(ConfigError::Invalid { name: vars::STATUS_CALLBACK_URL, reason: "must be an http(s) URL".into() }.into())
+        }
+        url => Ok(url),
+    }
 }
 
 /// The CloudWatch namespace of the function's metrics: `NOTIFY_METRICS_NAMESPACE`, default
@@ -342,7 +356,7 @@ where
     let catalog = catalog(env)?;
     let retry = retry_policy(env, RetryPolicy::for_channel(channel))?;
     // Store and queue hiccups back off on the pipeline's schedule, not the provider's.
-    let settings = Settings::default();
+    let settings = Settings { status_callback_url: status_callback_url(env)?, ..Settings::default() };
 
     let sdk = crate::adapters::aws::sdk_config().await;
     let aws = AwsClients::new(&sdk);

@@ -55,6 +55,10 @@ pub fn send_queue(channel: Channel, lane: Lane) -> String {
 /// SQS allows per-message delay only there.
 pub const DEFERRED_QUEUE: &str = "deferred";
 
+/// Status changes of notifications on their way to the producer's callback URL, grouped per
+/// recipient so one notification's changes arrive in order.
+pub const CALLBACKS_QUEUE: &str = "status-callbacks.fifo";
+
 /// The dead-letter queue of `queue`: `send-email-fast.fifo` → `send-email-fast-dlq.fifo`.
 pub fn dead_letter_queue_of(queue: &str) -> String {
     match queue.strip_suffix(".fifo") {
@@ -100,6 +104,7 @@ pub fn all_queues(settings: &TopologySettings) -> Vec<QueueSpec> {
         }
     }
     main.push(QueueSpec::standard(DEFERRED_QUEUE));
+    main.push(QueueSpec::fifo(CALLBACKS_QUEUE));
     let mut out = Vec::new();
     for q in &main {
         let dlq = dead_letter_queue_of(&q.name);
@@ -133,6 +138,6 @@ mod tests {
             let target = all.iter().find(|t| t.name == dl.queue).expect("DLQ exists");
             assert_eq!(target.fifo, q.fifo);
         }
-        assert_eq!(all.len(), 2 * (2 * (1 + Channel::ALL.len()) + 1));
+        assert_eq!(all.len(), 2 * (2 * (1 + Channel::ALL.len()) + 2));
     }
 }

@@ -15,6 +15,7 @@ use crate::handlers::queries::QueryDeps;
 use crate::handlers::router::RouterDeps;
 use crate::handlers::send::SendDeps;
 use crate::handlers::sqs_batch::RetryPolicy;
+use crate::handlers::callbacks::StatusCallbacks;
 use crate::handlers::ws::WsDeps;
 use crate::handlers::feedback::FeedbackDeps;
 use crate::ports::{BatchQueue, ChannelSender, Clock, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore};
@@ -68,6 +69,8 @@ pub struct Settings {
     pub visibility_timeout: Duration,
     pub max_redrives: u32,
     pub ingest: IngestSettings,
+    /// The producer's status callback URL (`NOTIFY_STATUS_CALLBACK_URL`); none: no callbacks.
+    pub status_callback_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -77,11 +80,17 @@ impl Default for Settings {
             visibility_timeout: Duration::from_secs(180),
             max_redrives: DEFAULT_MAX_REDRIVES,
             ingest: IngestSettings::default(),
+            status_callback_url: None,
         }
     }
 }
 
 impl Settings {
+    /// Where final statuses go: the callback queue, when a URL is registered.
+    pub fn callbacks(&self, ports: &Ports) -> StatusCallbacks {
+        StatusCallbacks { url: self.status_callback_url.clone(), queue: ports.queue.clone() }
+    }
+
     /// A sender's claim: [`SEND_LEASE`], or two thirds of the visibility timeout if that is
     /// shorter, so the claim lapses before the job is seen again.
     pub fn lease(&self) -> Duration {
@@ -124,12 +133,18 @@ pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Rout
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),
         retry: settings.pipeline_retry.clone(),
+        callbacks: settings.callbacks(ports),
     }
 }
 
 /// The feedback function: SES bounces and complaints suppress addresses and mark notifications.
-pub fn feedback(ports: &Ports) -> FeedbackDeps {
-    FeedbackDeps { suppressions: ports.suppressions.clone(), notifications: ports.notifications.clone(), clock: ports.clock.clone() }
+pub fn feedback(ports: &Ports, settings: &Settings) -> FeedbackDeps {
+    FeedbackDeps {
+        suppressions: ports.suppressions.clone(),
+        notifications: ports.notifications.clone(),
+        clock: ports.clock.clone(),
+        callbacks: settings.callbacks(ports),
+    }
 }
 
 pub fn scheduler(ports: &Ports, settings: &Settings) -> DeferredDeps {
@@ -159,6 +174,7 @@ pub fn dead_letter(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) ->
         clock: ports.clock.clone(),
         retry: settings.pipeline_retry.clone(),
         max_redrives: settings.max_redrives,
+        callbacks: settings.callbacks(ports),
     }
 }
 
@@ -167,6 +183,7 @@ pub fn sender(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings, provide
     SendDeps {
         notifications: ports.notifications.clone(),
         sender: provider,
+        callbacks: settings.callbacks(ports),
         suppressions: ports.suppressions.clone(),
         fallback: fallback(ports, catalog),
         clock: ports.clock.clone(),

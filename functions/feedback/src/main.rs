@@ -9,17 +9,22 @@ use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::handlers::feedback::handle_feedback;
 use shared::lambda::{self, AwsClients, Table};
-use shared::wiring;
+use shared::ports::SystemClock;
+use shared::wiring::{self, Ports};
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
+    let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Suppressions, Table::Notifications])?;
+    let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
-    let deps = wiring::feedback(&lambda::ports_without_queues(&aws, tables));
+    let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
+    let deps = wiring::feedback(&ports, &settings);
 
     let deps = &deps;
     telemetry

@@ -37,6 +37,8 @@ pub struct DeadLetterDeps {
     /// Backoff after a store or queue failure.
     pub retry: RetryPolicy,
     pub max_redrives: u32,
+    /// Where final statuses are announced to the producer.
+    pub callbacks: super::callbacks::StatusCallbacks,
 }
 
 pub async fn handle_dead_letter_record(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
@@ -116,6 +118,10 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
 
 /// Done once the fallback `n` may owe is queued.
 async fn settle(deps: &DeadLetterDeps, n: &Notification, receive_count: u32) -> RecordOutcome {
+    if let Err(e) = deps.callbacks.emit(n).await {
+        tracing::warn!(error = %e, "status callback could not be queued yet");
+        return RecordOutcome::Retry(deps.retry.backoff(receive_count));
+    }
     match request_fallback(&deps.fallback, n).await {
         Ok(()) => RecordOutcome::Done,
         Err(e) => {

@@ -32,6 +32,8 @@ pub struct FeedbackDeps {
     pub suppressions: Arc<dyn SuppressionStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub clock: Arc<dyn Clock>,
+    /// The producer hears of the `sent → failed` change.
+    pub callbacks: super::callbacks::StatusCallbacks,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,11 +222,16 @@ async fn mark_bounced(deps: &FeedbackDeps, id: NotificationId, ses_message_id: &
         .reason(reason::BOUNCED)
         .last_error(format!("the email bounced permanently ({sub_type}): the recipient's mail server refused it"));
     Ok(match deps.notifications.transition(&id, &Guard::StatusIn(vec![Status::Sent]), &change).await? {
-        TransitionOutcome::Applied(_) => {
+        TransitionOutcome::Applied(n) => {
             tracing::info!(notification_id = %id, ses_message_id, "notification failed: the email bounced");
+            deps.callbacks.emit(&n).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
             Marked::Failed(id)
         }
-        TransitionOutcome::Rejected(n) if n.status == Status::Failed && n.reason.as_deref() == Some(reason::BOUNCED) => Marked::AlreadyMarked(id),
+        TransitionOutcome::Rejected(n) if n.status == Status::Failed && n.reason.as_deref() == Some(reason::BOUNCED) => {
+            // Marked before, maybe without its callback queued: queue it (a repeat is dropped).
+            deps.callbacks.emit(&n).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
+            Marked::AlreadyMarked(id)
+        }
         TransitionOutcome::Rejected(n) => {
             tracing::warn!(notification_id = %id, ses_message_id, status = %n.status, "a bounce for a notification that is not sent: left as it is");
             Marked::LeftAsItIs(id, Some(n.status))
@@ -263,7 +270,7 @@ mod tests {
     }
 
     fn deps(h: &Harness) -> FeedbackDeps {
-        crate::wiring::feedback(&h.ports)
+        crate::wiring::feedback(&h.ports, &crate::wiring::Settings::default())
     }
 
     async fn listed(h: &Harness) -> Vec<Suppression> {

@@ -1,6 +1,7 @@
 //! Every function's logic as plain async functions over ports. A Lambda `main.rs` and the local
 //! stack only translate their inputs (API Gateway requests, SQS batches) into these calls.
 
+pub mod callbacks;
 pub mod dead_letter;
 pub mod deferred;
 pub mod fallback;

@@ -32,6 +32,8 @@ pub struct RouterDeps {
     pub clock: Arc<dyn Clock>,
     /// Backoff after a transient error (store or queue down), by the record's receive count.
     pub retry: RetryPolicy,
+    /// Where final statuses are announced to the producer.
+    pub callbacks: super::callbacks::StatusCallbacks,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -185,6 +187,9 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 let (queue, message) = outgoing_message(job, current.deliver_after, now);
                 outgoing.entry(queue).or_default().push(message);
             }
+        // Skipped or failed here: the producer hears of it (a re-routing announces it again,
+        // dropped as a repeat).
+        deps.callbacks.emit(&current).await.map_err(transient)?;
         if let Some(next) = current.owes_fallback() {
             let (queue, message) = fallback_message(event, job.priority, job.accepted_at, &current, next);
             outgoing.entry(queue).or_default().push(message);

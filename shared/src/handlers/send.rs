@@ -28,6 +28,8 @@ use crate::ports::{Address, ChannelSender, Clock, Delivery, NotificationStore, S
 pub struct SendDeps {
     pub notifications: Arc<dyn NotificationStore>,
     pub sender: Arc<dyn ChannelSender>,
+    /// Where final statuses are announced to the producer.
+    pub callbacks: super::callbacks::StatusCallbacks,
     /// Where an unreachable recipient's address is suppressed.
     pub suppressions: Arc<dyn SuppressionStore>,
     pub fallback: FallbackDeps,
@@ -270,6 +272,11 @@ fn suppressible_address(address: &Address) -> Option<&str> {
 
 /// Done with a notification in a final status, once the fallback it may owe is on its queue.
 async fn settle_fallback(deps: &SendDeps, n: &Notification, receive_count: u32) -> RecordOutcome {
+    // The producer hears of the final status; a repeat is dropped by the queue or the receiver.
+    if let Err(e) = deps.callbacks.emit(n).await {
+        tracing::warn!(error = %e, notification_id = %n.notification_id, "status callback not queued yet; the job comes back for it");
+        return RecordOutcome::Retry(deps.hiccup_retry.backoff(receive_count));
+    }
     match request_fallback(&deps.fallback, n).await {
         Ok(()) => RecordOutcome::Done,
         Err(e) => {
