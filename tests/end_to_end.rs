@@ -456,3 +456,64 @@ async fn a_suppressed_address_is_skipped_until_its_suppression_is_lifted() {
     assert_eq!(sent["to"]["to"], address.as_str());
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn canceling_an_event_stops_what_has_not_started_sending_and_is_idempotent() {
+    // A failing email stays pending (between retries 300 ms apart) for three seconds at least.
+    let mut config = local_stack::Config::for_tests();
+    config.retry_base = Duration::from_millis(300);
+    config.retry_max = Duration::from_millis(300);
+    config.retry_max_attempts = 10;
+    let app = notify_tests::spawn_app_with(config).await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut socket = app.connect_ws(&user).await;
+
+    // Scheduled for an hour from now: email and websocket wait on the deferred queue.
+    let mut later = event_for("user.registered.json", &user);
+    later["send_after"] = json!((jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600)).to_string());
+    let later_id = later["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&later).await.status(), 202);
+    app.wait_for_notification(&later_id, "email", "scheduled", WAIT).await;
+
+    // Email failing (pending between retries), websocket sent at once.
+    app.stack.faults.set_failing(shared::domain::Channel::Email, true);
+    let now = event_for("user.registered.json", &user);
+    let now_id = now["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&now).await.status(), 202);
+    next_frame(&mut socket, WAIT).await;
+    app.wait_for_notification(&now_id, "websocket", "sent", WAIT).await;
+
+    let canceled: Value = app.http.delete(app.url(&format!("/v1/events/{later_id}"))).header("authorization", app.key()).send().await.unwrap().json().await.unwrap();
+    let channels = |v: &Value, list: &str| -> Vec<String> {
+        let mut c: Vec<String> = v[list].as_array().unwrap().iter().map(|n| n["channel"].as_str().unwrap().to_owned()).collect();
+        c.sort();
+        c
+    };
+    assert_eq!(channels(&canceled, "canceled"), ["email", "websocket"]);
+    assert!(canceled["canceled"].as_array().unwrap().iter().all(|n| n["status"] == "canceled"));
+
+    let r = app.http.delete(app.url(&format!("/v1/events/{now_id}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let partly: Value = r.json().await.unwrap();
+    assert_eq!(channels(&partly, "canceled"), ["email"], "the failing email had not started sending: {partly}");
+    assert_eq!(channels(&partly, "unchanged"), ["websocket"], "sent ones are untouched");
+
+    // The email's job comes back from its backoff, finds it canceled and drops it: nothing is
+    // sent even once the provider works again.
+    app.stack.faults.set_failing(shared::domain::Channel::Email, false);
+    // Quiet for longer than the backoff: the job has come back and been dropped.
+    assert!(app.stack.wait_idle(Duration::from_secs(1), WAIT).await);
+    assert!(app.outbox("email").await.iter().all(|m| m["event_id"] != now_id.as_str()));
+    let status = app.event_status(&now_id).await;
+    let email = status["notifications"].as_array().unwrap().iter().find(|n| n["channel"] == "email").unwrap().clone();
+    assert_eq!(email["status"], "canceled");
+
+    // Idempotent: again, nothing more to cancel, the same final states.
+    let again: Value = app.http.delete(app.url(&format!("/v1/events/{later_id}"))).header("authorization", app.key()).send().await.unwrap().json().await.unwrap();
+    assert!(again["canceled"].as_array().unwrap().is_empty());
+    assert_eq!(channels(&again, "unchanged"), ["email", "websocket"]);
+    let r = app.http.delete(app.url("/v1/events/never-posted")).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.stack.stop().await;
+}

@@ -109,8 +109,9 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
     }
 }
 
-pub fn queries(ports: &Ports, tokens: Arc<WsTokens>) -> QueryDeps {
+pub fn queries(ports: &Ports, tokens: Arc<WsTokens>, settings: &Settings) -> QueryDeps {
     QueryDeps {
+        callbacks: settings.callbacks(ports),
         events: ports.events.clone(),
         notifications: ports.notifications.clone(),
         profiles: ports.profiles.clone(),

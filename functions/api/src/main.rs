@@ -1,11 +1,12 @@
 //! `api`: the read side and the recipient API behind the HTTP API: event status, profiles,
-//! preferences, the inbox and WebSocket tokens.
+//! preferences, the inbox, WebSocket tokens, suppressions, and cancelling an event.
 
 use lambda_http::Error;
 use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::lambda::{self, AwsClients, Table};
-use shared::wiring;
+use shared::ports::SystemClock;
+use shared::wiring::{self, Ports};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -14,12 +15,15 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let keys = Arc::new(lambda::api_keys(&env)?);
+    let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions])?;
+    let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
     // The user-token key from Secrets Manager, then checked like any configuration.
     let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
-    let deps = Arc::new(wiring::queries(&lambda::ports_without_queues(&aws, tables), tokens));
+    let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
+    let deps = Arc::new(wiring::queries(&ports, tokens, &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

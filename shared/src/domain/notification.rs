@@ -20,6 +20,8 @@ pub enum Status {
     Failed,
     /// Not attempted: opted out, no address for the channel, no live connection.
     Skipped,
+    /// Called off by the producer (`DELETE /v1/events/{event_id}`) before it started sending.
+    Canceled,
 }
 
 impl Status {
@@ -31,11 +33,12 @@ impl Status {
             Status::Sent => "sent",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Canceled => "canceled",
         }
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Sent | Status::Failed | Status::Skipped)
+        matches!(self, Status::Sent | Status::Failed | Status::Skipped | Status::Canceled)
     }
 }
 

@@ -5,10 +5,12 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::auth::WsTokens;
-use crate::domain::{Channel, EventId, FieldError, Notification, Preferences, Profile, UserId};
-use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError, Suppression, SuppressionStore};
+use crate::domain::{Channel, EventId, FieldError, Guard, Notification, Preferences, Profile, Status, Transition, UserId};
+use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError, Suppression, SuppressionStore, TransitionOutcome};
 
 pub struct QueryDeps {
+    /// Where a cancellation's final statuses are announced.
+    pub callbacks: super::callbacks::StatusCallbacks,
     pub events: Arc<dyn EventStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub profiles: Arc<dyn ProfileStore>,
@@ -48,6 +50,44 @@ pub async fn event_status(deps: &QueryDeps, event_id: &str) -> Result<EventStatu
     let record = deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
     let notifications = deps.notifications.list_for_event(&id).await?;
     Ok(EventStatus { record, notifications })
+}
+
+/// What `DELETE /v1/events/{event_id}` did: the notifications it canceled now, and the others as
+/// they are (sending, sent, failed, skipped — or canceled before: the call is idempotent).
+#[derive(Debug, Serialize)]
+pub struct Cancellation {
+    pub event_id: EventId,
+    pub canceled: Vec<Notification>,
+    pub unchanged: Vec<Notification>,
+}
+
+/// Cancels every notification of the event that has not started sending (`pending`,
+/// `scheduled` → `canceled`), each under a guard, so a sender that claims it at the same moment
+/// either wins (and it is sent) or finds it canceled (and drops its job). Every canceled
+/// notification's status callback is queued (again, on a repeat: dropped as a duplicate).
+pub async fn cancel_event(deps: &QueryDeps, event_id: &str) -> Result<Cancellation, QueryError> {
+    let id = parse_event_id(event_id)?;
+    deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
+    let now = deps.clock.now();
+    let guard = Guard::StatusIn(vec![Status::Pending, Status::Scheduled]);
+    let change = Transition::to(Status::Canceled, now).lease_until(None);
+    let (mut canceled, mut unchanged) = (Vec::new(), Vec::new());
+    for n in deps.notifications.list_for_event(&id).await? {
+        if !matches!(n.status, Status::Pending | Status::Scheduled) {
+            unchanged.push(n);
+            continue;
+        }
+        match deps.notifications.transition(&n.notification_id, &guard, &change).await? {
+            TransitionOutcome::Applied(done) => canceled.push(done),
+            TransitionOutcome::Rejected(now_is) => unchanged.push(now_is),
+            TransitionOutcome::NotFound => {}
+        }
+    }
+    for n in canceled.iter().chain(unchanged.iter().filter(|n| n.status == Status::Canceled)) {
+        deps.callbacks.emit(n).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
+    }
+    tracing::info!(event_id = %id, canceled = canceled.len(), "event canceled");
+    Ok(Cancellation { event_id: id, canceled, unchanged })
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, QueryError> {

@@ -143,7 +143,7 @@ mod ingest_problem_tests {
 
 pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
     Router::new()
-        .route("/v1/events/{event_id}", get(get_event))
+        .route("/v1/events/{event_id}", get(get_event).delete(delete_event))
         .route("/v1/users/{user_id}", get(get_profile).put(put_profile))
         .route("/v1/users/{user_id}/preferences", get(get_preferences).put(put_preferences))
         .route("/v1/users/{user_id}/notifications", get(list_notifications))
@@ -183,6 +183,13 @@ fn ok_json<T: serde::Serialize>(value: &T) -> Response {
 async fn get_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<String>) -> Response {
     match queries::event_status(&deps, &event_id).await {
         Ok(status) => ok_json(&status),
+        Err(e) => query_problem(e, "event"),
+    }
+}
+
+async fn delete_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<String>) -> Response {
+    match queries::cancel_event(&deps, &event_id).await {
+        Ok(cancellation) => ok_json(&cancellation),
         Err(e) => query_problem(e, "event"),
     }
 }

@@ -159,43 +159,23 @@ fn nobody_delivered(misses: &[(&str, Miss)]) -> SendError {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::{Address, RenderedMessage};
+    use crate::adapters::http::test_fixture::DeliveryFixture;
+    use crate::domain::Channel;
+    use crate::ports::Address;
     use crate::providers::circuit::tests::StepClock;
     use std::collections::VecDeque;
     use std::sync::Mutex;
 
-    /// A delivery's owned parts.
-    pub(crate) struct Fixture {
-        id: NotificationId,
-        event: EventId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
-    }
+    /// A delivery's owned parts: an email (the paced sender's tests use it too).
+    pub(crate) struct Fixture(DeliveryFixture);
 
     impl Fixture {
         pub(crate) fn new() -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            Self {
-                id: NotificationId::derive(&event, Channel::Email),
-                event,
-                user: UserId::parse("u-42").unwrap(),
-                address: Address::Email { to: "olena@example.com".into() },
-                message: RenderedMessage { channel: Channel::Email, locale: "en".into(), parts: Default::default() },
-            }
+            Self(DeliveryFixture::new(Channel::Email, Address::Email { to: "olena@example.com".into() }, &[]))
         }
 
         pub(crate) fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::High,
-                address: &self.address,
-                message: &self.message,
-            }
+            self.0.delivery()
         }
     }
 

@@ -5,6 +5,8 @@
 pub mod client;
 pub mod sendgrid;
 pub mod telegram;
+#[cfg(test)]
+pub(crate) mod test_fixture;
 pub mod twilio;
 pub mod webhook;
 pub mod whatsapp;

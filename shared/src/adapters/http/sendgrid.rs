@@ -176,50 +176,17 @@ impl ChannelSender for SendGridEmailSender {
 mod tests {
     use super::*;
     use crate::adapters::http::client::client;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::RenderedMessage;
+    use crate::adapters::http::test_fixture::{DeliveryFixture, fake_never_called, send_timing_out};
+    use crate::domain::Channel;
     use wiremock::matchers::{bearer_token, body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     const KEY: &str = "SG.test-key";
     const TO: &str = "olena@example.com";
 
-    struct Fixture {
-        id: NotificationId,
-        event: EventId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            let parts = [("subject", "Your order"), ("text", "Thanks!"), ("html", "<p>Thanks!</p>")];
-            Self {
-                id: NotificationId::derive(&event, Channel::Email),
-                event,
-                user: UserId::parse("u-42").unwrap(),
-                address: Address::Email { to: TO.into() },
-                message: RenderedMessage {
-                    channel: Channel::Email,
-                    locale: "en".into(),
-                    parts: parts.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-                },
-            }
-        }
-
-        fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::High,
-                address: &self.address,
-                message: &self.message,
-            }
-        }
+    fn email() -> DeliveryFixture {
+        let parts = [("subject", "Your order"), ("text", "Thanks!"), ("html", "<p>Thanks!</p>")];
+        DeliveryFixture::new(Channel::Email, Address::Email { to: TO.into() }, &parts)
     }
 
     fn sender(server: &MockServer, timeout: Duration) -> SendGridEmailSender {
@@ -229,7 +196,7 @@ mod tests {
     async fn answer(template: ResponseTemplate) -> (MockServer, Result<ProviderReceipt, SendError>) {
         let server = MockServer::start().await;
         Mock::given(method("POST")).and(path("/v3/mail/send")).respond_with(template).mount(&server).await;
-        let f = Fixture::new();
+        let f = email();
         let result = sender(&server, Duration::from_secs(5)).send(f.delivery()).await;
         (server, result)
     }
@@ -237,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_mail_answers_the_message_id_and_sends_the_v3_body() {
         let server = MockServer::start().await;
-        let f = Fixture::new();
+        let f = email();
         let expected = json!({
             "personalizations": [{"to": [{"email": TO}]}],
             "from": {"email": "no-reply@acme.example", "name": "Acme"},
@@ -263,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn accepted_without_a_message_id_or_with_a_stray_body_is_still_sent() {
         let (_server, result) = answer(ResponseTemplate::new(202).set_body_string("{not json")).await;
-        let f = Fixture::new();
+        let f = email();
         assert_eq!(result, Ok(ProviderReceipt::new(PROVIDER, f.id.as_str())), "the notification id stands in");
     }
 
@@ -317,21 +284,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_is_transient() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_secs(10)))
-            .mount(&server)
-            .await;
-        let f = Fixture::new();
-        let result = sender(&server, Duration::from_millis(200)).send(f.delivery()).await;
+        let late = ResponseTemplate::new(202).set_delay(Duration::from_secs(10));
+        let (_server, result) = send_timing_out(sender, late, email().delivery()).await;
         assert_eq!(result, Err(SendError::Transient("sendgrid: timed out".into())));
     }
 
     #[tokio::test]
     async fn a_non_email_address_is_permanent_without_a_call() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST")).respond_with(ResponseTemplate::new(202)).expect(0).mount(&server).await;
-        let mut f = Fixture::new();
+        let server = fake_never_called().await;
+        let mut f = email();
         f.address = Address::Phone { number: "+380501234567".into() };
         let result = sender(&server, Duration::from_secs(5)).send(f.delivery()).await;
         assert_eq!(result, Err(SendError::Permanent("not an email address".into())));

@@ -153,48 +153,19 @@ impl ChannelSender for TelegramSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::RenderedMessage;
+    use crate::adapters::http::test_fixture::{DeliveryFixture, fake_never_called, send_timing_out};
+    use crate::domain::Channel;
     use wiremock::matchers::{body_json, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     const TOKEN: &str = "123456:SECRET-token";
 
-    struct Fixture {
-        event: EventId,
-        id: NotificationId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
+    fn telegram(address: Address, text: &str) -> DeliveryFixture {
+        DeliveryFixture::text(Channel::Telegram, address, text)
     }
 
-    impl Fixture {
-        fn new(address: Address, text: &str) -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            let id = NotificationId::derive(&event, Channel::Telegram);
-            let message = RenderedMessage {
-                channel: Channel::Telegram,
-                locale: "en".into(),
-                parts: [("text".to_owned(), text.to_owned())].into(),
-            };
-            Self { event, id, user: UserId::parse("u-1").unwrap(), address, message }
-        }
-
-        fn chat(text: &str) -> Self {
-            Self::new(Address::Telegram { chat_id: "4242".into() }, text)
-        }
-
-        fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::High,
-                address: &self.address,
-                message: &self.message,
-            }
-        }
+    fn chat(text: &str) -> DeliveryFixture {
+        telegram(Address::Telegram { chat_id: "4242".into() }, text)
     }
 
     fn sender(server: &MockServer, timeout: Duration) -> TelegramSender {
@@ -204,7 +175,7 @@ mod tests {
     async fn answer(template: ResponseTemplate) -> (MockServer, Result<ProviderReceipt, SendError>) {
         let server = MockServer::start().await;
         Mock::given(method("POST")).and(path(format!("/bot{TOKEN}/sendMessage"))).respond_with(template).expect(1).mount(&server).await;
-        let result = sender(&server, Duration::from_secs(5)).send(Fixture::chat("hi").delivery()).await;
+        let result = sender(&server, Duration::from_secs(5)).send(chat("hi").delivery()).await;
         (server, result)
     }
 
@@ -237,7 +208,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let fixture = Fixture::chat("Order A-17 <paid> & shipped");
+        let fixture = chat("Order A-17 <paid> & shipped");
         let receipt = sender(&server, Duration::from_secs(5)).send(fixture.delivery()).await.unwrap();
         assert_eq!(receipt, ProviderReceipt::new("telegram", "123"));
     }
@@ -251,7 +222,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let fixture = Fixture::new(Address::Telegram { chat_id: "@acme_news".into() }, "hi");
+        let fixture = telegram(Address::Telegram { chat_id: "@acme_news".into() }, "hi");
         assert_eq!(sender(&server, Duration::from_secs(5)).send(fixture.delivery()).await.unwrap().message_id, "7");
     }
 
@@ -306,12 +277,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_is_transient_and_does_not_name_the_url() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
-            .mount(&server)
-            .await;
-        let result = sender(&server, Duration::from_millis(200)).send(Fixture::chat("hi").delivery()).await;
+        let late = ResponseTemplate::new(200).set_delay(Duration::from_secs(5));
+        let (server, result) = send_timing_out(sender, late, chat("hi").delivery()).await;
         assert_eq!(result, Err(SendError::Transient("telegram: timed out".into())));
         assert!(!format!("{:?}", sender(&server, Duration::from_secs(1))).contains(TOKEN));
     }
@@ -331,12 +298,11 @@ mod tests {
 
     #[tokio::test]
     async fn other_addresses_and_empty_text_are_refused_without_a_call() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+        let server = fake_never_called().await;
         let sender = sender(&server, Duration::from_secs(5));
-        let fixture = Fixture::new(Address::Email { to: "a@example.com".into() }, "hi");
+        let fixture = telegram(Address::Email { to: "a@example.com".into() }, "hi");
         assert_eq!(sender.send(fixture.delivery()).await, Err(SendError::Permanent("not a telegram chat".into())));
-        let fixture = Fixture::chat("  ");
+        let fixture = chat("  ");
         assert!(matches!(sender.send(fixture.delivery()).await, Err(SendError::Permanent(_))));
     }
 }

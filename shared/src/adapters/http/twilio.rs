@@ -156,8 +156,8 @@ impl ChannelSender for TwilioSmsSender {
 mod tests {
     use super::*;
     use crate::adapters::http::client::client;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::RenderedMessage;
+    use crate::adapters::http::test_fixture::{DeliveryFixture, fake_never_called, send_timing_out};
+    use crate::domain::Channel;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::time::Duration;
@@ -170,41 +170,8 @@ mod tests {
     const FROM: &str = "+15005550006";
     const MESSAGES: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 
-    struct Fixture {
-        id: NotificationId,
-        event: EventId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            Self {
-                id: NotificationId::derive(&event, Channel::Sms),
-                event,
-                user: UserId::parse("u-42").unwrap(),
-                address: Address::Phone { number: TO.into() },
-                message: RenderedMessage {
-                    channel: Channel::Sms,
-                    locale: "en".into(),
-                    parts: [("text".to_owned(), "Your code: 1234 & thanks".to_owned())].into(),
-                },
-            }
-        }
-
-        fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::High,
-                address: &self.address,
-                message: &self.message,
-            }
-        }
+    fn sms() -> DeliveryFixture {
+        DeliveryFixture::text(Channel::Sms, Address::Phone { number: TO.into() }, "Your code: 1234 & thanks")
     }
 
     fn sender(server: &MockServer, timeout: Duration, from: TwilioFrom) -> TwilioSmsSender {
@@ -214,7 +181,7 @@ mod tests {
     async fn answer(template: ResponseTemplate) -> (MockServer, Result<ProviderReceipt, SendError>) {
         let server = MockServer::start().await;
         Mock::given(method("POST")).and(path(MESSAGES)).respond_with(template).mount(&server).await;
-        let f = Fixture::new();
+        let f = sms();
         let result = sender(&server, Duration::from_secs(5), TwilioFrom::Number(FROM.into())).send(f.delivery()).await;
         (server, result)
     }
@@ -248,7 +215,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let f = Fixture::new();
+        let f = sms();
 
         let receipt = sender(&server, Duration::from_secs(5), TwilioFrom::Number(FROM.into())).send(f.delivery()).await;
 
@@ -263,7 +230,7 @@ mod tests {
     async fn a_messaging_service_replaces_from() {
         let server = MockServer::start().await;
         Mock::given(method("POST")).and(path(MESSAGES)).respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"}))).mount(&server).await;
-        let f = Fixture::new();
+        let f = sms();
 
         let receipt = sender(&server, Duration::from_secs(5), TwilioFrom::MessagingService("MG42".into())).send(f.delivery()).await;
 
@@ -275,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_created_message_with_an_unreadable_body_is_still_sent() {
-        let f = Fixture::new();
+        let f = sms();
         for template in [ResponseTemplate::new(201).set_body_string("<html>"), ResponseTemplate::new(201).set_body_json(json!({"status": "queued"}))] {
             let (_server, result) = answer(template).await;
             assert_eq!(result, Ok(ProviderReceipt::new(PROVIDER, f.id.as_str())), "the notification id stands in");
@@ -335,21 +302,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_is_transient() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})).set_delay(Duration::from_secs(10)))
-            .mount(&server)
-            .await;
-        let f = Fixture::new();
-        let result = sender(&server, Duration::from_millis(200), TwilioFrom::Number(FROM.into())).send(f.delivery()).await;
+        let late = ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1"})).set_delay(Duration::from_secs(10));
+        let from_number = |server: &MockServer, timeout| sender(server, timeout, TwilioFrom::Number(FROM.into()));
+        let (_server, result) = send_timing_out(from_number, late, sms().delivery()).await;
         assert_eq!(result, Err(SendError::Transient("twilio: timed out".into())));
     }
 
     #[tokio::test]
     async fn a_non_phone_address_is_permanent_without_a_call() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST")).respond_with(ResponseTemplate::new(201)).expect(0).mount(&server).await;
-        let mut f = Fixture::new();
+        let server = fake_never_called().await;
+        let mut f = sms();
         f.address = Address::Email { to: "olena@example.com".into() };
         let result = sender(&server, Duration::from_secs(5), TwilioFrom::Number(FROM.into())).send(f.delivery()).await;
         assert_eq!(result, Err(SendError::Permanent("not a phone number".into())));

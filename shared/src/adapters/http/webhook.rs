@@ -452,8 +452,8 @@ impl ChannelSender for WebhookSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::RenderedMessage;
+    use crate::adapters::http::test_fixture::DeliveryFixture;
+    use crate::domain::Channel;
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -794,44 +794,11 @@ mod tests {
 
     // --- As a channel sender ----------------------------------------------------------------
 
-    struct Fixture {
-        event: EventId,
-        id: NotificationId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
-    }
-
-    impl Fixture {
-        fn new(address: Address, parts: &[(&str, &str)]) -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            let id = NotificationId::derive(&event, Channel::Webhook);
-            let message = RenderedMessage {
-                channel: Channel::Webhook,
-                locale: "en".into(),
-                parts: parts.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            };
-            Self { event, id, user: UserId::parse("u-1").unwrap(), address, message }
-        }
-
-        fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::Normal,
-                address: &self.address,
-                message: &self.message,
-            }
-        }
-    }
-
     #[tokio::test]
     async fn sends_the_event_in_the_standard_envelope_with_the_notification_id() {
         let server = server_answering(ResponseTemplate::new(200), 1).await;
         let event = json!({"event_id": "evt-1", "event_type": "order.completed", "occurred_at": "2026-01-02T03:04:05Z", "payload": {"order_id": "A-17"}});
-        let fixture = Fixture::new(Address::Webhook { url: hook_url(&server) }, &[(WEBHOOK_PAYLOAD_PART, &event.to_string())]);
+        let fixture = DeliveryFixture::new(Channel::Webhook, Address::Webhook { url: hook_url(&server) }, &[(WEBHOOK_PAYLOAD_PART, &event.to_string())]);
         let receipt = local().send(fixture.delivery()).await.unwrap();
         assert_eq!(receipt, ProviderReceipt::new("webhook", fixture.id.as_str()));
         let request = &server.received_requests().await.unwrap()[0];
@@ -848,11 +815,11 @@ mod tests {
         let server = server_answering(ResponseTemplate::new(200), 0).await;
         let address = Address::Webhook { url: hook_url(&server) };
         let sender = local();
-        let missing = Fixture::new(address.clone(), &[]);
+        let missing = DeliveryFixture::new(Channel::Webhook, address.clone(), &[]);
         assert_eq!(sender.send(missing.delivery()).await, Err(SendError::Permanent("webhook: the message has no payload part".into())));
-        let broken = Fixture::new(address, &[(WEBHOOK_PAYLOAD_PART, "{not json")]);
+        let broken = DeliveryFixture::new(Channel::Webhook, address, &[(WEBHOOK_PAYLOAD_PART, "{not json")]);
         assert_eq!(sender.send(broken.delivery()).await, Err(SendError::Permanent("webhook: the payload part is not JSON".into())));
-        let other = Fixture::new(Address::Connections, &[(WEBHOOK_PAYLOAD_PART, "{}")]);
+        let other = DeliveryFixture::new(Channel::Webhook, Address::Connections, &[(WEBHOOK_PAYLOAD_PART, "{}")]);
         assert_eq!(sender.send(other.delivery()).await, Err(SendError::Permanent("not a webhook address".into())));
     }
 }

@@ -226,8 +226,8 @@ impl ChannelSender for WhatsAppSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, EventId, NotificationId, Priority, UserId};
-    use crate::ports::RenderedMessage;
+    use crate::adapters::http::test_fixture::{DeliveryFixture, fake_never_called, send_timing_out};
+    use crate::domain::Channel;
     use std::time::Duration;
     use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -235,41 +235,12 @@ mod tests {
     const TOKEN: &str = "EAAG-secret-token";
     const PART: &str = r#"{"template": "order_confirmation", "language": "en", "parameters": ["A-17", "59.90 EUR"]}"#;
 
-    struct Fixture {
-        event: EventId,
-        id: NotificationId,
-        user: UserId,
-        address: Address,
-        message: RenderedMessage,
+    fn whatsapp(address: Address, text: &str) -> DeliveryFixture {
+        DeliveryFixture::text(Channel::Whatsapp, address, text)
     }
 
-    impl Fixture {
-        fn new(address: Address, text: &str) -> Self {
-            let event = EventId::parse("evt-1").unwrap();
-            let id = NotificationId::derive(&event, Channel::Whatsapp);
-            let message = RenderedMessage {
-                channel: Channel::Whatsapp,
-                locale: "en".into(),
-                parts: [("text".to_owned(), text.to_owned())].into(),
-            };
-            Self { event, id, user: UserId::parse("u-1").unwrap(), address, message }
-        }
-
-        fn number(text: &str) -> Self {
-            Self::new(Address::Whatsapp { number: "+4915112345678".into() }, text)
-        }
-
-        fn delivery(&self) -> Delivery<'_> {
-            Delivery {
-                notification_id: &self.id,
-                event_id: &self.event,
-                event_type: "order.completed",
-                user_id: &self.user,
-                priority: Priority::High,
-                address: &self.address,
-                message: &self.message,
-            }
-        }
+    fn number(text: &str) -> DeliveryFixture {
+        whatsapp(Address::Whatsapp { number: "+4915112345678".into() }, text)
     }
 
     fn sender(server: &MockServer, timeout: Duration) -> WhatsAppSender {
@@ -279,7 +250,7 @@ mod tests {
     async fn answer(template: ResponseTemplate) -> Result<ProviderReceipt, SendError> {
         let server = MockServer::start().await;
         Mock::given(method("POST")).and(path("/v21.0/1055/messages")).respond_with(template).expect(1).mount(&server).await;
-        sender(&server, Duration::from_secs(5)).send(Fixture::number(PART).delivery()).await
+        sender(&server, Duration::from_secs(5)).send(number(PART).delivery()).await
     }
 
     fn error(status: u16, code: i64) -> ResponseTemplate {
@@ -354,7 +325,7 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        let receipt = sender(&server, Duration::from_secs(5)).send(Fixture::number(PART).delivery()).await.unwrap();
+        let receipt = sender(&server, Duration::from_secs(5)).send(number(PART).delivery()).await.unwrap();
         assert_eq!(receipt, ProviderReceipt::new("whatsapp", "wamid.HBgLNDkxNTExMjM0NTY3OBUCABEYEjA="));
     }
 
@@ -395,12 +366,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_is_transient() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
-            .mount(&server)
-            .await;
-        let result = sender(&server, Duration::from_millis(200)).send(Fixture::number(PART).delivery()).await;
+        let late = ResponseTemplate::new(200).set_delay(Duration::from_secs(5));
+        let (_server, result) = send_timing_out(sender, late, number(PART).delivery()).await;
         assert_eq!(result, Err(SendError::Transient("whatsapp: timed out".into())));
     }
 
@@ -416,17 +383,16 @@ mod tests {
 
     #[tokio::test]
     async fn bad_parts_numbers_and_addresses_are_refused_without_a_call() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+        let server = fake_never_called().await;
         let sender = sender(&server, Duration::from_secs(5));
-        let result = sender.send(Fixture::number("Your order shipped").delivery()).await;
+        let result = sender.send(number("Your order shipped").delivery()).await;
         assert!(matches!(result, Err(SendError::Permanent(why)) if why.starts_with(NOT_A_TEMPLATE)));
-        let fixture = Fixture::new(Address::Whatsapp { number: "+49 151 1234".into() }, PART);
+        let fixture = whatsapp(Address::Whatsapp { number: "+49 151 1234".into() }, PART);
         assert_eq!(
             sender.send(fixture.delivery()).await,
             Err(SendError::Permanent("whatsapp: the recipient is not an E.164 number".into()))
         );
-        let fixture = Fixture::new(Address::Telegram { chat_id: "1".into() }, PART);
+        let fixture = whatsapp(Address::Telegram { chat_id: "1".into() }, PART);
         assert_eq!(sender.send(fixture.delivery()).await, Err(SendError::Permanent("not a whatsapp number".into())));
     }
 }
