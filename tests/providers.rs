@@ -241,3 +241,48 @@ async fn every_final_status_is_posted_signed_to_the_producers_callback_url() {
     );
     app.stack.stop().await;
 }
+
+/// The same failover with SES itself first, on the emulator: SES down (every call fails), the
+/// email goes out through SendGrid, and the notification says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ses_outage_fails_over_to_sendgrid_on_the_aws_backend() {
+    use local_stack::config::{AwsBackend, AwsResources, Backend};
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", "sg-aws-1"))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    let mut config = local_stack::Config::for_tests();
+    config.retry_base = Duration::from_secs(1);
+    config.retry_max = Duration::from_secs(1);
+    config.faults = parse_faults("email:transient=1.0").unwrap();
+    config.providers = HttpProviders {
+        sendgrid: Some(SendGridSettings { api_url: fake.uri(), api_key: "SG-KEY".into(), from: "no-reply@example.com".into() }),
+        ..HttpProviders::default()
+    };
+    config.backend = Backend::Aws(Box::new(AwsBackend {
+        sdk: notify_tests::aws::emulator_sdk_config().await,
+        resources: AwsResources::Provision {
+            template: local_stack::provision::repository_template(),
+            stack_name: unique("f").to_lowercase(),
+            parameters: Default::default(),
+        },
+        email_from: "notifications@example.com".into(),
+        sms_sender_id: None,
+        push_fcm_application_arn: None,
+        interceptor: None,
+    }));
+    let app = spawn_app_with(config).await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut body = event_for("user.registered.json", &user);
+    body["channels"] = json!(["email"]);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let n = app.wait_for_notification(&event_id, "email", "sent", Duration::from_secs(40)).await;
+    assert_eq!(n["provider"], "sendgrid", "{n}");
+    assert_eq!(n["provider_message_id"], "sg-aws-1");
+    app.stack.stop().await;
+}
