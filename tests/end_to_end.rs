@@ -517,3 +517,32 @@ async fn canceling_an_event_stops_what_has_not_started_sending_and_is_idempotent
     assert_eq!(r.status(), 404);
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_over_its_ingest_rate_gets_429_with_when_to_retry() {
+    let mut config = local_stack::Config::for_tests();
+    config.ingest_rate_per_key = Some(3);
+    let app = notify_tests::spawn_app_with(config).await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..8 {
+        let r = app.post_event(&event_for("user.registered.json", &user)).await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 && limited.is_none() {
+            limited = Some(r);
+        }
+    }
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    assert!((3..8).contains(&accepted), "at most 3 a second get through: {statuses:?}");
+    let r = limited.expect("some were over the rate");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["ratelimit-limit"], "3");
+    assert_eq!(r.headers()["ratelimit-remaining"], "0");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["status"], 429);
+    assert!(problem["type"].as_str().unwrap().ends_with("rate-limited"));
+    app.stack.stop().await;
+}

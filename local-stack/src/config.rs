@@ -46,6 +46,9 @@ pub struct Args {
     /// Provider attempts before a notification fails as `retries_exhausted` (then its fallback).
     #[arg(long, env = "NOTIFY_RETRY_MAX_ATTEMPTS", default_value_t = 10)]
     pub retry_max_attempts: u32,
+    /// Events per second each API key may submit (0: unlimited); over it, 429 with Retry-After.
+    #[arg(long, env = "NOTIFY_INGEST_RATE_PER_KEY", default_value_t = 0)]
+    pub ingest_rate_per_key: u32,
     /// The producer's status callback URL: every final status of a notification is POSTed there,
     /// signed with NOTIFY_WEBHOOK_SECRET (a random key when unset).
     #[arg(long, env = "NOTIFY_STATUS_CALLBACK_URL")]
@@ -168,6 +171,8 @@ pub struct Config {
     pub providers: HttpProviders,
     /// `NOTIFY_STATUS_CALLBACK_URL`.
     pub status_callback_url: Option<String>,
+    /// `NOTIFY_INGEST_RATE_PER_KEY` (none: unlimited).
+    pub ingest_rate_per_key: Option<u32>,
     /// `NOTIFY_PROVIDER_RATES`, parsed: messages per second of each channel's first provider.
     pub provider_rates: std::collections::HashMap<shared::domain::Channel, u32>,
 }
@@ -290,6 +295,7 @@ impl Config {
             providers: HttpProviders::default(),
             provider_rates: Default::default(),
             status_callback_url: None,
+            ingest_rate_per_key: None,
         }
     }
 
@@ -300,7 +306,11 @@ impl Config {
         shared::wiring::Settings {
             pipeline_retry: RetryPolicy { base: self.retry_base, max: self.retry_max.max(self.retry_base), max_attempts: RetryPolicy::PIPELINE.max_attempts },
             visibility_timeout: self.visibility_timeout,
-            ingest: shared::handlers::ingest::IngestSettings { in_progress_ttl: self.in_progress_ttl, ..Default::default() },
+            ingest: shared::handlers::ingest::IngestSettings {
+                in_progress_ttl: self.in_progress_ttl,
+                rate_per_key: self.ingest_rate_per_key,
+                ..Default::default()
+            },
             status_callback_url: self.status_callback_url.clone(),
             ..shared::wiring::Settings::default()
         }
@@ -372,6 +382,7 @@ impl Config {
             providers,
             provider_rates,
             status_callback_url: args.status_callback_url.clone(),
+            ingest_rate_per_key: (args.ingest_rate_per_key > 0).then_some(args.ingest_rate_per_key),
         })
     }
 }

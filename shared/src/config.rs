@@ -47,6 +47,8 @@ pub mod vars {
     pub const RETRY_MAX_ATTEMPTS: &str = "NOTIFY_RETRY_MAX_ATTEMPTS";
     /// The CloudWatch namespace of the functions' metrics (`Notify` when unset).
     pub const METRICS_NAMESPACE: &str = "NOTIFY_METRICS_NAMESPACE";
+    /// Events per second each API key may submit (unset or 0: unlimited).
+    pub const INGEST_RATE_PER_KEY: &str = "NOTIFY_INGEST_RATE_PER_KEY";
     /// The producer's status callback URL: every final status is POSTed there, signed.
     pub const STATUS_CALLBACK_URL: &str = "NOTIFY_STATUS_CALLBACK_URL";
     /// A send function's providers, in order, as JSON (see `providers::config`).
@@ -90,6 +92,7 @@ pub mod vars {
         ("RETRY_MAX_MS", RETRY_MAX_MS),
         ("RETRY_MAX_ATTEMPTS", RETRY_MAX_ATTEMPTS),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE),
+        ("INGEST_RATE_PER_KEY", INGEST_RATE_PER_KEY),
         ("STATUS_CALLBACK_URL", STATUS_CALLBACK_URL),
         ("PROVIDERS", PROVIDERS),
         ("TELEGRAM_API_URL", TELEGRAM_API_URL),

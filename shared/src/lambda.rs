@@ -23,6 +23,7 @@ use crate::auth::{ApiKeys, WsTokens};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, Env, vars};
 use crate::handlers::send::handle_send_record;
+use crate::handlers::ingest::IngestSettings;
 use crate::providers::config::{ProviderSpec, default_providers, parse_providers};
 use crate::providers::failover::{FailoverSender, Provider};
 use crate::providers::paced::PacedSender;
@@ -112,8 +113,16 @@ pub fn settings(env: &Env) -> Result<Settings, StartupError> {
     Ok(Settings {
         pipeline_retry: RetryPolicy { max_attempts: RetryPolicy::PIPELINE.max_attempts, ..pipeline_retry },
         status_callback_url: status_callback_url(env)?,
+        ingest: IngestSettings { rate_per_key: ingest_rate_per_key(env)?, ..IngestSettings::default() },
         ..Settings::default()
     })
+}
+
+/// `NOTIFY_INGEST_RATE_PER_KEY`: events per second per API key; unset or 0: unlimited.
+pub fn ingest_rate_per_key(env: &Env) -> Result<Option<u32>, StartupError> {
+    let rate = env.number(vars::INGEST_RATE_PER_KEY, 0)?;
+    let rate = u32::try_from(rate).map_err(|_| ConfigError::Invalid { name: vars::INGEST_RATE_PER_KEY, reason: "too large".into() })?;
+    Ok((rate > 0).then_some(rate))
 }
 
 /// `NOTIFY_STATUS_CALLBACK_URL`, an http(s) URL, when set.

@@ -105,6 +105,7 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
         events: ports.events.clone(),
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),
+        rate_limits: ports.rate_limits.clone(),
         settings: settings.ingest.clone(),
     }
 }

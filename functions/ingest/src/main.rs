@@ -6,7 +6,7 @@ use shared::adapters::aws::sdk_config;
 use shared::config::Env;
 use shared::lambda::{self, AwsClients, Table};
 use shared::ports::SystemClock;
-use shared::wiring::{self, Ports, Settings};
+use shared::wiring::{self, Ports};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -16,12 +16,13 @@ async fn main() -> Result<(), Error> {
     let env = Env::from_process();
     let keys = Arc::new(lambda::api_keys(&env)?);
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Idempotency, Table::Events])?;
+    let tables = lambda::table_names(&env, &[Table::Idempotency, Table::Events, Table::RateLimits])?;
     let catalog = lambda::catalog(&env)?;
+    let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
-    let deps = Arc::new(wiring::ingest(&ports, catalog, &Settings::default()));
+    let deps = Arc::new(wiring::ingest(&ports, catalog, &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/events`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/events`) and nothing would
     // match unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

@@ -24,6 +24,8 @@ pub struct IngestSettings {
     pub in_progress_ttl: Duration,
     /// How long a repeat of an event id is answered from the stored response.
     pub idempotency_ttl: Duration,
+    /// Events per second each API key may submit, across every instance (none: unlimited).
+    pub rate_per_key: Option<u32>,
 }
 
 impl Default for IngestSettings {
@@ -32,6 +34,7 @@ impl Default for IngestSettings {
             max_body_bytes: 240 * 1024,
             in_progress_ttl: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            rate_per_key: None,
         }
     }
 }
@@ -42,7 +45,25 @@ pub struct IngestDeps {
     pub events: Arc<dyn EventStore>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
+    /// The per-key submission rate, shared by every instance.
+    pub rate_limits: Arc<dyn crate::ports::RateLimiter>,
     pub settings: IngestSettings,
+}
+
+/// Whether a key may submit one more event now: `Ok(None)` go, `Ok(Some(wait))` over its rate.
+/// `key_id` names the key without revealing it (a prefix of its SHA-256). A limiter failure lets
+/// the event through: ingest stays up when the rate table is not (the API's own throttling
+/// still holds), and the failure is logged.
+pub async fn check_rate(deps: &IngestDeps, key_id: &str) -> Option<(Duration, u32)> {
+    let rate = deps.settings.rate_per_key?;
+    match deps.rate_limits.acquire(&format!("ingest:{key_id}"), rate, deps.clock.now()).await {
+        Ok(crate::ports::Pace::Go) => None,
+        Ok(crate::ports::Pace::Wait(wait)) => Some((wait, rate)),
+        Err(e) => {
+            tracing::warn!(error = %e, "ingest rate limit not checked: the limiter is unavailable");
+            None
+        }
+    }
 }
 
 /// The answer to a submission; a replay carries the first answer's status and body.
@@ -404,6 +425,7 @@ mod tests {
             events: store.clone(),
             queue: queue.clone(),
             clock: clock.clone(),
+            rate_limits: Arc::new(crate::adapters::memory::store::MemoryStore::new()),
             settings,
         };
         Harness { deps, store, queue, clock }
@@ -792,5 +814,25 @@ mod tests {
         assert_eq!(wait_until(now, later(1)), Duration::from_secs(1));
         assert_eq!(wait_until(now, later(0)), Duration::from_secs(1));
         assert_eq!(wait_until(now, later(-5_000)), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_key_over_its_rate_is_told_to_wait_for_the_next_second_and_others_are_not() {
+        let h = harness_with(IngestSettings { rate_per_key: Some(2), ..IngestSettings::default() });
+        assert_eq!(check_rate(&h.deps, "key-a").await, None);
+        assert_eq!(check_rate(&h.deps, "key-a").await, None);
+        let (wait, rate) = check_rate(&h.deps, "key-a").await.expect("the third in one second waits");
+        assert_eq!(rate, 2);
+        assert!(wait <= Duration::from_secs(1) && !wait.is_zero(), "{wait:?}");
+        assert_eq!(check_rate(&h.deps, "key-b").await, None, "each key has its own budget");
+        {
+            let mut now = h.clock.0.lock().unwrap();
+            *now = now.checked_add(Duration::from_secs(1)).unwrap();
+        }
+        assert_eq!(check_rate(&h.deps, "key-a").await, None, "the next second has a new budget");
+        let unlimited = harness();
+        for _ in 0..10 {
+            assert_eq!(check_rate(&unlimited.deps, "key-a").await, None);
+        }
     }
 }

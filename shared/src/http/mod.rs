@@ -70,7 +70,13 @@ pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
 
 /// Every answer of `POST /v1/events` but a 2xx is a problem, counted in `EventsRejected` by its
 /// reason (the 401 of a missing key is counted by the auth layer before this).
-async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_event(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    // The key is known good here (the auth layer ran): its hash names its budget.
+    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' ')).map(|(_, k)| k.trim()).unwrap_or_default();
+    let key_id = &crate::auth::api_keys::hash_key_hex(key)[..16];
+    if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, key_id).await {
+        return rate_limited(wait, rate);
+    }
     let limit = deps.settings.max_body_bytes;
     let body = match body_or_problem(body, limit) {
         Ok(b) => b,
@@ -98,6 +104,26 @@ async fn post_event(State(deps): State<Arc<IngestDeps>>, body: Result<Bytes, Byt
             ingest_problem(e).into_response()
         }
     }
+}
+
+/// `429` over a key's rate: problem+json with `Retry-After` and the IETF `RateLimit` headers.
+fn rate_limited(wait: std::time::Duration, rate: u32) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too Many Requests",
+        format!("this API key may submit {rate} events a second; retry after {seconds} s"),
+    );
+    problem.retry_after = Some(seconds);
+    let mut response = problem.into_response();
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(rate));
+    headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+    headers.insert("ratelimit-reset", HeaderValue::from(seconds));
+    headers.insert("ratelimit-policy", HeaderValue::from_str(&format!("{rate};w=1")).unwrap_or(HeaderValue::from_static("1;w=1")));
+    response
 }
 
 /// How long a client should wait before retrying after a backend outage (`Retry-After`).
