@@ -546,3 +546,43 @@ async fn a_key_over_its_ingest_rate_gets_429_with_when_to_retry() {
     assert!(problem["type"].as_str().unwrap().ends_with("rate-limited"));
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_of_a_hundred_events_is_answered_per_event() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut events: Vec<Value> = (0..100).map(|_| event_for("user.registered.json", &user)).collect();
+    // One invalid, one the same as another (a replay), one reusing an id with another body.
+    events[10]["payload"] = json!({});
+    events[20] = events[19].clone();
+    let taken = events[30]["event_id"].clone();
+    events[31]["event_id"] = taken;
+    events[31]["payload"]["name"] = json!("Somebody Else");
+    let r = app.http.post(app.url("/v1/events/batch")).header("authorization", app.key()).json(&events).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 100);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["index"], i);
+        let expected = match i {
+            10 => 422,
+            31 => 409,
+            _ => 202,
+        };
+        assert_eq!(result["status"], expected, "{i}: {result}");
+    }
+    assert_eq!(results[10]["problem"]["errors"][0]["path"], "/payload/name");
+    assert_eq!(results[20]["replayed"], true);
+    assert_eq!(results[0]["location"], format!("/v1/events/{}", events[0]["event_id"].as_str().unwrap()));
+    app.wait_for_notification(events[99]["event_id"].as_str().unwrap(), "email", "sent", WAIT).await;
+
+    let r = app.http.post(app.url("/v1/events/batch")).header("authorization", app.key()).json(&vec![events[0].clone(); 101]).send().await.unwrap();
+    assert_eq!(r.status(), 422, "at most 100");
+    let r = app.http.post(app.url("/v1/events/batch")).header("authorization", app.key()).json(&events[0]).send().await.unwrap();
+    assert_eq!(r.status(), 422, "an array");
+    let r = app.http.post(app.url("/v1/events/batch")).json(&events).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.stack.stop().await;
+}

@@ -63,7 +63,8 @@ async fn require_api_key_for_events(State(keys): State<Arc<ApiKeys>>, request: R
 pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
     Router::new()
         .route("/v1/events", post(post_event))
-        .layer(DefaultBodyLimit::max(READ_LIMIT))
+        .route("/v1/events/batch", post(post_batch))
+        .layer(DefaultBodyLimit::max(BATCH_LIMIT))
         .with_state(deps)
         .layer(middleware::from_fn_with_state(keys, require_api_key_for_events))
 }
@@ -106,10 +107,61 @@ async fn post_event(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMa
     }
 }
 
-/// `429` over a key's rate: problem+json with `Retry-After` and the IETF `RateLimit` headers.
-fn rate_limited(wait: std::time::Duration, rate: u32) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let seconds = seconds.max(1);
+/// The most events one `POST /v1/events/batch` carries.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// A batch's body limit: within what API Gateway and Lambda take in one request (6 MB).
+const BATCH_LIMIT: usize = 5 * 1024 * 1024;
+
+/// `POST /v1/events/batch`: up to 100 events, each accepted, replayed or refused on its own,
+/// exactly as if it had been posted alone (idempotency, validation, the key's rate). The answer
+/// is `200` with one result per event, in order: `{"index", "status", "event_id", "location",
+/// "body" | "problem"}`.
+async fn post_batch(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, BATCH_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let events: Vec<serde_json::Value> = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(events)) => events,
+        Ok(_) => return Problem::invalid(vec![crate::domain::FieldError::new("", "must be a JSON array of events")]).into_response(),
+        Err(e) => return Problem::malformed(format!("the body is not JSON: {e}")).into_response(),
+    };
+    if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+        let message = format!("must hold 1 to {MAX_BATCH_EVENTS} events, not {}", events.len());
+        return Problem::invalid(vec![crate::domain::FieldError::new("", message)]).into_response();
+    }
+    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' ')).map(|(_, k)| k.trim()).unwrap_or_default();
+    let key_id = &crate::auth::api_keys::hash_key_hex(key)[..16];
+    let mut results = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let event_id = event.get("event_id").cloned().unwrap_or(serde_json::Value::Null);
+        if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, key_id).await {
+            let problem = rate_limit_problem(wait, rate);
+            results.push(serde_json::json!({"index": index, "status": 429, "event_id": event_id, "problem": problem}));
+            continue;
+        }
+        let bytes = serde_json::to_vec(event).unwrap_or_default();
+        match submit_event(&deps, &bytes).await {
+            Ok(accepted) => {
+                let body: serde_json::Value = serde_json::from_str(&accepted.body).unwrap_or(serde_json::Value::Null);
+                results.push(serde_json::json!({
+                    "index": index, "status": accepted.status, "event_id": event_id, "location": accepted.location,
+                    "replayed": accepted.replayed, "body": body,
+                }));
+            }
+            Err(e) => {
+                metrics::event_rejected(e.reject_reason());
+                let problem = ingest_problem(e);
+                results.push(serde_json::json!({"index": index, "status": problem.status, "event_id": event_id, "problem": problem}));
+            }
+        }
+    }
+    ok_json(&serde_json::json!({ "results": results }))
+}
+
+/// The problem of a key over its rate.
+fn rate_limit_problem(wait: std::time::Duration, rate: u32) -> Problem {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
     let mut problem = Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
@@ -117,6 +169,13 @@ fn rate_limited(wait: std::time::Duration, rate: u32) -> Response {
         format!("this API key may submit {rate} events a second; retry after {seconds} s"),
     );
     problem.retry_after = Some(seconds);
+    problem
+}
+
+/// `429` over a key's rate: problem+json with `Retry-After` and the IETF `RateLimit` headers.
+fn rate_limited(wait: std::time::Duration, rate: u32) -> Response {
+    let problem = rate_limit_problem(wait, rate);
+    let seconds = problem.retry_after.unwrap_or(1);
     let mut response = problem.into_response();
     let headers = response.headers_mut();
     headers.insert("ratelimit-limit", HeaderValue::from(rate));
