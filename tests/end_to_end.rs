@@ -391,7 +391,13 @@ async fn a_template_that_needs_a_missing_variable_fails_the_notification_with_th
     let n = app.wait_for_notification(&event_id, "email", "failed", WAIT).await;
     assert_eq!(n["reason"], "template_error");
     assert!(n["last_error"].as_str().unwrap().contains("undefined"), "{n}");
+    assert!(n["last_error"].as_str().unwrap().contains("`payload.name`"), "the missing variable is named: {n}");
     assert!(app.outbox("email").await.is_empty());
+    // A preview says the same before anything is sent: 422 naming the variable.
+    let r = app.http.post(app.url("/v1/event-types/strict.check/preview")).header("authorization", app.key()).json(&json!({"payload": {}})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("`payload.name`"), "{problem}");
     app.stack.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -584,5 +590,38 @@ async fn a_batch_of_a_hundred_events_is_answered_per_event() {
     assert_eq!(r.status(), 422, "an array");
     let r = app.http.post(app.url("/v1/events/batch")).json(&events).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_catalog_is_readable_and_a_template_can_be_previewed_without_sending() {
+    let app = spawn_app().await;
+    let list: Value = app.get("/v1/event-types").await.json().await.unwrap();
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|t| t["event_type"].as_str().unwrap()).collect();
+    assert_eq!(names, ["order.completed", "payment.failed", "user.registered"]);
+    let order: Value = app.get("/v1/event-types/order.completed").await.json().await.unwrap();
+    assert_eq!(order["priority"], "high");
+    assert_eq!(order["fallback"]["push"], "sms");
+    assert_eq!(order["locales"], json!(["en", "uk"]));
+    assert_eq!(order["schema"]["required"], json!(["order_id", "total", "currency"]));
+    assert_eq!(app.get("/v1/event-types/no.such").await.status(), 404);
+
+    let preview = |body: Value| {
+        let app = &app;
+        async move { app.http.post(app.url("/v1/event-types/order.completed/preview")).header("authorization", app.key()).json(&body).send().await.unwrap() }
+    };
+    let r = preview(json!({"payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR"}, "locale": "uk"})).await;
+    assert_eq!(r.status(), 200);
+    let shown: Value = r.json().await.unwrap();
+    let channels: Vec<&str> = shown["messages"].as_array().unwrap().iter().map(|m| m["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["email", "push", "websocket", "sms"], "the type's channels and its fallback");
+    assert!(shown["messages"][0]["parts"]["subject"].as_str().unwrap().contains("A-17"));
+    assert_eq!(shown["messages"][0]["locale"], "uk");
+
+    let r = preview(json!({"payload": {"order_id": "A-17"}})).await;
+    assert_eq!(r.status(), 422, "the schema first");
+    let problem: Value = r.json().await.unwrap();
+    assert!(problem["errors"].as_array().unwrap().iter().any(|e| e["path"] == "/payload/total"), "{problem}");
+    assert!(app.outbox("email").await.is_empty(), "a preview sends nothing");
     app.stack.stop().await;
 }

@@ -110,8 +110,9 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
     }
 }
 
-pub fn queries(ports: &Ports, tokens: Arc<WsTokens>, settings: &Settings) -> QueryDeps {
+pub fn queries(ports: &Ports, catalog: Arc<Catalog>, tokens: Arc<WsTokens>, settings: &Settings) -> QueryDeps {
     QueryDeps {
+        catalog,
         callbacks: settings.callbacks(ports),
         events: ports.events.clone(),
         notifications: ports.notifications.clone(),

@@ -18,12 +18,13 @@ async fn main() -> Result<(), Error> {
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions])?;
     let settings = lambda::settings(&env)?;
+    let catalog = lambda::catalog(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
     // The user-token key from Secrets Manager, then checked like any configuration.
     let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
-    let deps = Arc::new(wiring::queries(&ports, tokens, &settings));
+    let deps = Arc::new(wiring::queries(&ports, catalog, tokens, &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

@@ -57,6 +57,10 @@ pub struct EventType {
     /// The channel tried next when one fails for good.
     pub fallback: BTreeMap<Channel, Channel>,
     pub fallback_locale: String,
+    /// The locales it has templates in.
+    pub locales: Vec<String>,
+    /// The payload's JSON Schema, as written.
+    pub schema_json: Value,
     schema: schema::PayloadSchema,
 }
 
@@ -176,7 +180,8 @@ fn load_event_type(root: &Path, files: &Files, name: &str, templates: &mut Templ
         return Err(invalid(&spec_path, "channels must name at least one channel"));
     }
     let schema_rel = format!("{name}/schema.json");
-    let schema = schema::PayloadSchema::compile(&read_json(root, files, &schema_rel)?).map_err(|m| invalid(&root.join(&schema_rel), m))?;
+    let schema_json = read_json(root, files, &schema_rel)?;
+    let schema = schema::PayloadSchema::compile(&schema_json).map_err(|m| invalid(&root.join(&schema_rel), m))?;
 
     let templates_prefix = format!("{name}/templates/");
     let templates_dir = root.join(&templates_prefix);
@@ -217,6 +222,8 @@ fn load_event_type(root: &Path, files: &Files, name: &str, templates: &mut Templ
         channels: spec.channels,
         fallback: spec.fallback,
         fallback_locale: spec.fallback_locale,
+        locales: locales.into_iter().collect(),
+        schema_json,
         schema,
     })
 }

@@ -102,19 +102,25 @@ impl Templates {
         for part in channel.template_parts() {
             let name = template_name(event_type, locale, channel, part);
             let template = self.env.get_template(&name).map_err(|e| RenderError { template: name.clone(), message: e.to_string() })?;
-            let text = template.render(minijinja::value::Serde(ctx)).map_err(|e| RenderError { template: name.clone(), message: describe(&e) })?;
+            let text = template
+                .render(minijinja::value::Serde(ctx))
+                .map_err(|e| RenderError { template: name.clone(), message: describe(&e, template.source()) })?;
             parts.insert((*part).to_owned(), text.trim().to_owned());
         }
         Ok(RenderedMessage { channel, locale: locale.to_owned(), parts })
     }
 }
 
-/// The error and its line, without the rendered text around it (which may hold personal data).
-fn describe(e: &minijinja::Error) -> String {
+/// The error, the template expression at fault (`payload.name`: the template's own text, never
+/// data) and its line, without the rendered text around it (which may hold personal data).
+fn describe(e: &minijinja::Error, source: &str) -> String {
     let mut out = e.kind().to_string();
     if let Some(detail) = e.detail() {
         out.push_str(": ");
         out.push_str(detail);
+    }
+    if let Some(expression) = e.range().and_then(|r| source.get(r)) {
+        out.push_str(&format!(" `{}`", expression.trim()));
     }
     if let Some(line) = e.line() {
         out.push_str(&format!(" (line {line})"));

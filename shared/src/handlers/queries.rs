@@ -9,6 +9,8 @@ use crate::domain::{Channel, EventId, FieldError, Guard, Notification, Preferenc
 use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError, Suppression, SuppressionStore, TransitionOutcome};
 
 pub struct QueryDeps {
+    /// The event types, for the catalog routes and previews.
+    pub catalog: Arc<crate::catalog::Catalog>,
     /// Where a cancellation's final statuses are announced.
     pub callbacks: super::callbacks::StatusCallbacks,
     pub events: Arc<dyn EventStore>,
@@ -159,4 +161,113 @@ pub async fn remove_suppression(deps: &QueryDeps, channel: &str, address: &str) 
         true => Ok(()),
         false => Err(QueryError::NotFound),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The catalog: `GET /v1/event-types`, `GET /v1/event-types/{type}`, and a render without sending.
+
+/// One event type as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct EventTypeView {
+    pub event_type: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    pub priority: crate::domain::Priority,
+    pub channels: Vec<Channel>,
+    pub fallback: std::collections::BTreeMap<Channel, Channel>,
+    pub fallback_locale: String,
+    pub locales: Vec<String>,
+    /// The payload's JSON Schema (only for one type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+}
+
+fn view(t: &crate::catalog::EventType, with_schema: bool) -> EventTypeView {
+    EventTypeView {
+        event_type: t.name.clone(),
+        description: t.description.clone(),
+        category: t.category.clone(),
+        priority: t.priority,
+        channels: t.channels.clone(),
+        fallback: t.fallback.clone(),
+        fallback_locale: t.fallback_locale.clone(),
+        locales: t.locales.clone(),
+        schema: with_schema.then(|| t.schema_json.clone()),
+    }
+}
+
+pub fn event_types(deps: &QueryDeps) -> Vec<EventTypeView> {
+    deps.catalog.event_types().map(|t| view(t, false)).collect()
+}
+
+pub fn event_type(deps: &QueryDeps, name: &str) -> Result<EventTypeView, QueryError> {
+    deps.catalog.event_type(name).map(|t| view(t, true)).ok_or(QueryError::NotFound)
+}
+
+/// What to preview: a payload, and optionally the locale and channels (default: the type's
+/// channels and their fallbacks).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub payload: serde_json::Value,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub event_type: String,
+    /// Each channel's message, as it would be sent (nothing is sent).
+    pub messages: Vec<crate::ports::RenderedMessage>,
+}
+
+/// Renders every channel's message for `payload` without sending anything: a payload that fails
+/// the schema, or a template that needs a variable the payload lacks, is a `422` naming it.
+pub fn preview(deps: &QueryDeps, name: &str, body: &[u8]) -> Result<Preview, QueryError> {
+    let t = deps.catalog.event_type(name).ok_or(QueryError::NotFound)?;
+    let request: PreviewRequest = parse_body(body)?;
+    t.check_payload(&request.payload).map_err(QueryError::Invalid)?;
+    let channels: Vec<Channel> = request.channels.clone().unwrap_or_else(|| {
+        let mut c = t.channels.clone();
+        c.extend(t.fallback.values().filter(|f| !t.channels.contains(f)));
+        c
+    });
+    let wanted: Vec<&str> = request.locale.as_deref().into_iter().collect();
+    let event_view = serde_json::json!({"event_id": "preview", "event_type": name});
+    let user_view = serde_json::json!({"id": "preview", "locale": request.locale});
+    let mut messages = Vec::new();
+    let mut errors = Vec::new();
+    for channel in channels {
+        if channel == Channel::Webhook {
+            let event = crate::domain::Event {
+                event_id: EventId::parse("preview").expect("a valid id"),
+                event_type: name.to_owned(),
+                user_id: UserId::parse("preview").expect("a valid id"),
+                payload: request.payload.clone(),
+                priority: None,
+                channels: None,
+                locale: request.locale.clone(),
+                send_after: None,
+                occurred_at: None,
+            };
+            messages.push(crate::catalog::webhook_message(&event, request.locale.as_deref().unwrap_or(&t.fallback_locale)));
+            continue;
+        }
+        let Some(locale) = deps.catalog.templates().resolve_locale(name, channel, &wanted, &t.fallback_locale) else {
+            errors.push(FieldError::new("/channels", format!("{name} has no {channel} templates")));
+            continue;
+        };
+        let ctx = crate::catalog::RenderContext { payload: &request.payload, user: user_view.clone(), event: event_view.clone() };
+        match deps.catalog.templates().render(name, &locale, channel, &ctx) {
+            Ok(message) => messages.push(message),
+            Err(e) => errors.push(FieldError::new("/payload", e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(QueryError::Invalid(errors));
+    }
+    Ok(Preview { event_type: name.to_owned(), messages })
 }

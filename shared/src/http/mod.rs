@@ -233,6 +233,9 @@ pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
         .route("/v1/users/{user_id}/preferences", get(get_preferences).put(put_preferences))
         .route("/v1/users/{user_id}/notifications", get(list_notifications))
         .route("/v1/users/{user_id}/ws-token", post(post_ws_token))
+        .route("/v1/event-types", get(list_event_types))
+        .route("/v1/event-types/{event_type}", get(get_event_type))
+        .route("/v1/event-types/{event_type}/preview", post(preview_event_type))
         .route("/v1/suppressions", get(list_suppressions))
         .route("/v1/suppressions/{channel}/{address}", delete(delete_suppression))
         .layer(DefaultBodyLimit::max(READ_LIMIT))
@@ -269,6 +272,31 @@ async fn get_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<Stri
     match queries::event_status(&deps, &event_id).await {
         Ok(status) => ok_json(&status),
         Err(e) => query_problem(e, "event"),
+    }
+}
+
+async fn list_event_types(State(deps): State<Arc<QueryDeps>>) -> Response {
+    ok_json(&serde_json::json!({ "items": queries::event_types(&deps) }))
+}
+
+async fn get_event_type(State(deps): State<Arc<QueryDeps>>, Path(event_type): Path<String>) -> Response {
+    match queries::event_type(&deps, &event_type) {
+        Ok(t) => ok_json(&t),
+        Err(e) => query_problem(e, "event type"),
+    }
+}
+
+async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, Path(event_type): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Problem::malformed("the body is not JSON").into_response();
+    }
+    match queries::preview(&deps, &event_type, &body) {
+        Ok(preview) => ok_json(&preview),
+        Err(e) => query_problem(e, "event type"),
     }
 }
 
