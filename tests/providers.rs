@@ -95,23 +95,30 @@ async fn a_payment_failure_reaches_whatsapp_telegram_and_a_signed_webhook_throug
     app.stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_of_the_first_email_provider_fails_over_to_sendgrid_and_records_it() {
+/// Email's first provider down (every call fails) and SendGrid second, at a fake that accepts
+/// exactly one message with `message_id`.
+async fn sendgrid_after_a_failing_first_provider(config: &mut local_stack::Config, message_id: &str) -> MockServer {
     let fake = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v3/mail/send"))
         .and(header("authorization", "Bearer SG-KEY"))
-        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", "sg-msg-1"))
+        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", message_id))
         .expect(1)
         .mount(&fake)
         .await;
-    let mut config = local_stack::Config::for_tests();
-    // The first provider (the outbox, standing in for SES) is down.
     config.faults = parse_faults("email:transient=1.0").unwrap();
     config.providers = HttpProviders {
         sendgrid: Some(SendGridSettings { api_url: fake.uri(), api_key: "SG-KEY".into(), from: "no-reply@example.com".into() }),
         ..HttpProviders::default()
     };
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_first_email_provider_fails_over_to_sendgrid_and_records_it() {
+    let mut config = local_stack::Config::for_tests();
+    // The first provider (the outbox, standing in for SES) is down.
+    let fake = sendgrid_after_a_failing_first_provider(&mut config, "sg-msg-1").await;
     let app = spawn_app_with(config).await;
     let user = unique("u");
     app.create_user(&user).await;
@@ -250,21 +257,10 @@ async fn every_final_status_is_posted_signed_to_the_producers_callback_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ses_outage_fails_over_to_sendgrid_on_the_aws_backend() {
     use local_stack::config::{AwsBackend, AwsResources, Backend};
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v3/mail/send"))
-        .respond_with(ResponseTemplate::new(202).insert_header("X-Message-Id", "sg-aws-1"))
-        .expect(1)
-        .mount(&fake)
-        .await;
     let mut config = local_stack::Config::for_tests();
     config.retry_base = Duration::from_secs(1);
     config.retry_max = Duration::from_secs(1);
-    config.faults = parse_faults("email:transient=1.0").unwrap();
-    config.providers = HttpProviders {
-        sendgrid: Some(SendGridSettings { api_url: fake.uri(), api_key: "SG-KEY".into(), from: "no-reply@example.com".into() }),
-        ..HttpProviders::default()
-    };
+    let _fake = sendgrid_after_a_failing_first_provider(&mut config, "sg-aws-1").await;
     config.backend = Backend::Aws(Box::new(AwsBackend {
         sdk: notify_tests::aws::emulator_sdk_config().await,
         resources: AwsResources::Provision {
