@@ -12,8 +12,7 @@ use shared::adapters::http::webhook::{TargetPolicy, WebhookSender, WebhookSigner
 use shared::adapters::http::whatsapp::WhatsAppSender;
 use shared::domain::Channel;
 use shared::ports::{ChannelSender, Clock, RateLimiter};
-use shared::providers::failover::{FailoverSender, Provider};
-use shared::providers::paced::PacedSender;
+use shared::providers::{ProviderLink, chain};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -89,17 +88,8 @@ fn second_providers(channel: Channel, http: &HttpProviders) -> Vec<(String, Arc<
 pub fn compose(channel: Channel, default: Arc<dyn ChannelSender>, default_name: &str, c: &Composition<'_>) -> anyhow::Result<Arc<dyn ChannelSender>> {
     let (name, first) = first_provider(channel, default, default_name, c.http)?;
     // Injected faults stand for the first provider's outage: a failover has somewhere to go.
-    let mut first = c.faults.wrap(channel, first);
-    if let Some(rate) = c.rates.get(&channel) {
-        first = Arc::new(PacedSender::new(first, c.limiter.clone(), name.clone(), *rate, c.clock.clone()));
-    }
-    let seconds = second_providers(channel, c.http);
-    let composed: Arc<dyn ChannelSender> = if seconds.is_empty() {
-        first
-    } else {
-        let mut providers = vec![Provider::new(name, first)];
-        providers.extend(seconds.into_iter().map(|(name, sender)| Provider::new(name, sender)));
-        Arc::new(FailoverSender::new(providers, c.clock.clone()))
-    };
-    Ok(c.ledger.wrap(channel, composed))
+    let first = ProviderLink { name, sender: c.faults.wrap(channel, first), rate_per_second: c.rates.get(&channel).copied() };
+    let mut links = vec![first];
+    links.extend(second_providers(channel, c.http).into_iter().map(|(name, sender)| ProviderLink { name, sender, rate_per_second: None }));
+    Ok(c.ledger.wrap(channel, chain(links, c.limiter.clone(), c.clock.clone())))
 }

@@ -25,8 +25,7 @@ use crate::config::{ConfigError, Env, vars};
 use crate::handlers::send::handle_send_record;
 use crate::handlers::ingest::IngestSettings;
 use crate::providers::config::{ProviderSpec, default_providers, parse_providers};
-use crate::providers::failover::{FailoverSender, Provider};
-use crate::providers::paced::PacedSender;
+use crate::providers::ProviderLink;
 use crate::wiring::{self, Ports, Settings};
 use crate::handlers::sqs_batch::{RetryPolicy, process_batch};
 use crate::ports::SystemClock;
@@ -416,20 +415,11 @@ pub fn compose_providers<B>(cx: &SenderContext<'_>, specs: &[ProviderSpec], buil
 where
     B: Fn(&ProviderSpec, &SenderContext<'_>) -> Result<Arc<dyn crate::ports::ChannelSender>, StartupError>,
 {
-    let clock: Arc<dyn crate::ports::Clock> = Arc::new(SystemClock);
-    let mut providers = Vec::new();
-    for spec in specs {
-        let mut sender = build(spec, cx)?;
-        if let Some(rate) = spec.rate_per_second {
-            let limiter: Arc<dyn crate::ports::RateLimiter> = cx.store.clone();
-            sender = Arc::new(PacedSender::new(sender, limiter, spec.provider.clone(), rate, clock.clone()));
-        }
-        providers.push(Provider::new(spec.provider.clone(), sender));
-    }
-    if providers.len() == 1 {
-        return Ok(providers.remove(0).sender);
-    }
-    Ok(Arc::new(FailoverSender::new(providers, clock)))
+    let links = specs
+        .iter()
+        .map(|spec| Ok(ProviderLink { name: spec.provider.clone(), sender: build(spec, cx)?, rate_per_second: spec.rate_per_second }))
+        .collect::<Result<Vec<_>, StartupError>>()?;
+    Ok(crate::providers::chain(links, cx.store.clone(), Arc::new(SystemClock)))
 }
 
 /// Posts to WebSocket connections through the stage's management endpoint.

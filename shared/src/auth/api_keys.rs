@@ -23,6 +23,17 @@ pub fn hash_key_hex(key: &str) -> String {
     hex::encode(hash_key(key))
 }
 
+/// The key an `Authorization` header value presents (`Bearer <key>`), if any.
+pub fn presented_key(authorization: Option<&str>) -> Option<&str> {
+    authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).map(str::trim)
+}
+
+/// A short name for a key that does not reveal it (a prefix of its SHA-256), e.g. to keep a
+/// per-key budget under.
+pub fn key_id(key: &str) -> String {
+    hash_key_hex(key)[..16].to_owned()
+}
+
 impl ApiKeys {
     /// From comma-separated plain keys and comma-separated hex hashes; blanks are ignored.
     pub fn from_config(plain: &str, hashes_hex: &str) -> Result<Self, String> {
@@ -41,10 +52,10 @@ impl ApiKeys {
 
     /// Checks an `Authorization` header value (`Bearer <key>`), comparing hashes in constant time.
     pub fn authorize(&self, authorization: Option<&str>) -> bool {
-        let Some(key) = authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+        let Some(key) = presented_key(authorization) else {
             return false;
         };
-        let presented = hash_key(key.trim());
+        let presented = hash_key(key);
         let mut matched = false;
         for h in &self.hashes {
             let diff = h.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));

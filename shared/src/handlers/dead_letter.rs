@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fallback::{self, FallbackDeps, request_fallback};
+use super::fallback::{self, FallbackDeps};
 use super::router::outgoing_message;
 use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::domain::notification::reason;
@@ -118,14 +118,10 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
 
 /// Done once the fallback `n` may owe is queued.
 async fn settle(deps: &DeadLetterDeps, n: &Notification, receive_count: u32) -> RecordOutcome {
-    if let Err(e) = deps.callbacks.emit(n).await {
-        tracing::warn!(error = %e, "status callback could not be queued yet");
-        return RecordOutcome::Retry(deps.retry.backoff(receive_count));
-    }
-    match request_fallback(&deps.fallback, n).await {
+    match fallback::settle_final(&deps.callbacks, &deps.fallback, n).await {
         Ok(()) => RecordOutcome::Done,
         Err(e) => {
-            tracing::warn!(error = %e, "fallback could not be requested yet");
+            tracing::warn!(error = %e, "callback or fallback could not be queued yet");
             RecordOutcome::Retry(deps.retry.backoff(receive_count))
         }
     }

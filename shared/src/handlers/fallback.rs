@@ -17,6 +17,7 @@ use crate::domain::{Channel, Event, FallbackProgress, Guard, Notification, Notif
 use crate::jobs::{FallbackRequest, RouteJob, encode};
 use crate::ports::{Clock, EventStore, NotificationStore, OutgoingMessage, QueueError, QueueSender, StoreError};
 use crate::topology::events_queue;
+use super::callbacks::StatusCallbacks;
 
 pub struct FallbackDeps {
     pub catalog: Arc<Catalog>,
@@ -68,6 +69,15 @@ pub async fn mark_fallback_queued(notifications: &dyn NotificationStore, failed:
     // Rejected or not found: nothing of this notification to mark any more.
     notifications.transition(&failed.notification_id, &Guard::StatusIn(vec![Status::Failed]), &change).await?;
     Ok(())
+}
+
+/// What a handler owes a notification it finds (or makes) final before it is done with its job:
+/// the producer's status callback, then the fallback it may owe. Either may fail (queue or store
+/// down): the job is then retried and this runs again — a repeated callback is dropped by the
+/// queue or the receiver, a fallback already queued is not queued again.
+pub async fn settle_final(callbacks: &StatusCallbacks, deps: &FallbackDeps, n: &Notification) -> Result<(), FallbackError> {
+    callbacks.emit(n).await?;
+    request_fallback(deps, n).await
 }
 
 /// Queues the fallback `failed` owes, then records that it did. Does nothing if it owes none.

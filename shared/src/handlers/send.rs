@@ -16,14 +16,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fallback::{self, FallbackDeps, request_fallback};
+use super::fallback::{self, FallbackDeps};
 use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::domain::notification::reason;
 use crate::domain::{Guard, Notification, NotificationId, Status, Transition};
 use crate::jobs::{SendJob, decode};
 use crate::metrics;
 use crate::ports::queue::MAX_VISIBILITY;
-use crate::ports::{Address, ChannelSender, Clock, Delivery, NotificationStore, Suppression, SuppressionReason, SuppressionStore, SendError, StoreError, TransitionOutcome};
+use crate::ports::suppression::suppressible_address;
+use crate::ports::{ChannelSender, Clock, Delivery, NotificationStore, Suppression, SuppressionReason, SuppressionStore, SendError, StoreError, TransitionOutcome};
 
 pub struct SendDeps {
     pub notifications: Arc<dyn NotificationStore>,
@@ -259,28 +260,12 @@ async fn suppress_unreachable(deps: &SendDeps, job: &SendJob, why: &str) -> Resu
     }
 }
 
-/// The address a suppression is kept under, for the channels that have one.
-fn suppressible_address(address: &Address) -> Option<&str> {
-    match address {
-        Address::Email { to } => Some(to),
-        Address::Phone { number } | Address::Whatsapp { number } => Some(number),
-        Address::Telegram { chat_id } => Some(chat_id),
-        Address::Webhook { url } => Some(url),
-        Address::Push { .. } | Address::Connections => None,
-    }
-}
-
 /// Done with a notification in a final status, once the fallback it may owe is on its queue.
 async fn settle_fallback(deps: &SendDeps, n: &Notification, receive_count: u32) -> RecordOutcome {
-    // The producer hears of the final status; a repeat is dropped by the queue or the receiver.
-    if let Err(e) = deps.callbacks.emit(n).await {
-        tracing::warn!(error = %e, notification_id = %n.notification_id, "status callback not queued yet; the job comes back for it");
-        return RecordOutcome::Retry(deps.hiccup_retry.backoff(receive_count));
-    }
-    match request_fallback(&deps.fallback, n).await {
+    match fallback::settle_final(&deps.callbacks, &deps.fallback, n).await {
         Ok(()) => RecordOutcome::Done,
         Err(e) => {
-            tracing::warn!(error = %e, notification_id = %n.notification_id, "fallback not requested yet; the job comes back for it");
+            tracing::warn!(error = %e, notification_id = %n.notification_id, "callback or fallback not queued yet; the job comes back for it");
             RecordOutcome::Retry(deps.hiccup_retry.backoff(receive_count))
         }
     }

@@ -72,10 +72,8 @@ pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
 /// Every answer of `POST /v1/events` but a 2xx is a problem, counted in `EventsRejected` by its
 /// reason (the 401 of a missing key is counted by the auth layer before this).
 async fn post_event(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    // The key is known good here (the auth layer ran): its hash names its budget.
-    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' ')).map(|(_, k)| k.trim()).unwrap_or_default();
-    let key_id = &crate::auth::api_keys::hash_key_hex(key)[..16];
-    if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, key_id).await {
+    let key_id = rate_key(&headers);
+    if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
         return rate_limited(wait, rate);
     }
     let limit = deps.settings.max_body_bytes;
@@ -130,12 +128,11 @@ async fn post_batch(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMa
         let message = format!("must hold 1 to {MAX_BATCH_EVENTS} events, not {}", events.len());
         return Problem::invalid(vec![crate::domain::FieldError::new("", message)]).into_response();
     }
-    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' ')).map(|(_, k)| k.trim()).unwrap_or_default();
-    let key_id = &crate::auth::api_keys::hash_key_hex(key)[..16];
+    let key_id = rate_key(&headers);
     let mut results = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
         let event_id = event.get("event_id").cloned().unwrap_or(serde_json::Value::Null);
-        if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, key_id).await {
+        if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
             let problem = rate_limit_problem(wait, rate);
             results.push(serde_json::json!({"index": index, "status": 429, "event_id": event_id, "problem": problem}));
             continue;
@@ -159,17 +156,18 @@ async fn post_batch(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMa
     ok_json(&serde_json::json!({ "results": results }))
 }
 
+/// The name of the request's API key its ingest budget is kept under. The key is known good
+/// here: the auth layer ran first.
+fn rate_key(headers: &http::HeaderMap) -> String {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    crate::auth::api_keys::key_id(crate::auth::api_keys::presented_key(authorization).unwrap_or_default())
+}
+
 /// The problem of a key over its rate.
 fn rate_limit_problem(wait: std::time::Duration, rate: u32) -> Problem {
-    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut problem = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate-limited",
-        "Too Many Requests",
-        format!("this API key may submit {rate} events a second; retry after {seconds} s"),
-    );
-    problem.retry_after = Some(seconds);
-    problem
+    let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests", String::new()).with_retry_after(wait);
+    let seconds = problem.retry_after.unwrap_or(1);
+    Problem { detail: format!("this API key may submit {rate} events a second; retry after {seconds} s"), ..problem }
 }
 
 /// `429` over a key's rate: problem+json with `Retry-After` and the IETF `RateLimit` headers.

@@ -56,16 +56,17 @@ pub fn suppression_key(channel: Channel, address: &str) -> String {
     }
 }
 
-/// The address a delivery would go to, as suppressions name it: e-mail, SMS, WhatsApp and
-/// Telegram addresses; `None` for deliveries without one address to suppress (push tokens,
-/// live WebSocket connections, and any kind added later until it says otherwise).
+/// The address a delivery would go to, as suppressions name it: e-mail, SMS, WhatsApp,
+/// Telegram and webhook addresses; `None` for deliveries without one address to suppress (push
+/// tokens, live WebSocket connections). The senders suppress these addresses and the router
+/// checks these same addresses: one list for both.
 pub fn suppressible_address(address: &Address) -> Option<&str> {
     match address {
         Address::Email { to } => Some(to),
         Address::Phone { number } | Address::Whatsapp { number } => Some(number),
         Address::Telegram { chat_id } => Some(chat_id),
-        #[allow(unreachable_patterns)]
-        _ => None,
+        Address::Webhook { url } => Some(url),
+        Address::Push { .. } | Address::Connections => None,
     }
 }
 
@@ -96,6 +97,7 @@ mod tests {
         assert_eq!(suppressible_address(&Address::Email { to: "a@example.com".into() }), Some("a@example.com"));
         assert_eq!(suppressible_address(&Address::Whatsapp { number: "+1".into() }), Some("+1"));
         assert_eq!(suppressible_address(&Address::Telegram { chat_id: "42".into() }), Some("42"));
+        assert_eq!(suppressible_address(&Address::Webhook { url: "https://h.example/x".into() }), Some("https://h.example/x"));
         assert_eq!(suppressible_address(&Address::Push { tokens: vec![] }), None);
         assert_eq!(suppressible_address(&Address::Connections), None);
     }
