@@ -20,6 +20,14 @@ async fn put_profile(app: &TestApp, user: &str, profile: Value) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 
+/// Posts a `user.registered` for `user` on email alone; answers its event id.
+async fn post_email_only(app: &TestApp, user: &str) -> String {
+    let mut body = event_for("user.registered.json", user);
+    body["channels"] = json!(["email"]);
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
 fn body_of(request: &wiremock::Request) -> Value {
     serde_json::from_slice(&request.body).expect("a JSON body")
 }
@@ -122,10 +130,7 @@ async fn an_outage_of_the_first_email_provider_fails_over_to_sendgrid_and_record
     let app = spawn_app_with(config).await;
     let user = unique("u");
     app.create_user(&user).await;
-    let mut body = event_for("user.registered.json", &user);
-    body["channels"] = json!(["email"]);
-    let event_id = body["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(app.post_event(&body).await.status(), 202);
+    let event_id = post_email_only(&app, &user).await;
     let n = app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
     assert_eq!(n["provider"], "sendgrid", "{n}");
     assert_eq!(n["provider_message_id"], "sg-msg-1");
@@ -145,10 +150,7 @@ async fn a_burst_beyond_a_providers_rate_is_paced_not_failed() {
     for _ in 0..8 {
         let user = unique("u");
         app.create_user(&user).await;
-        let mut body = event_for("user.registered.json", &user);
-        body["channels"] = json!(["email"]);
-        ids.push(body["event_id"].as_str().unwrap().to_owned());
-        assert_eq!(app.post_event(&body).await.status(), 202);
+        ids.push(post_email_only(&app, &user).await);
     }
     let mut seconds = std::collections::BTreeMap::<i64, usize>::new();
     for id in &ids {
@@ -172,10 +174,7 @@ async fn a_hard_bounce_suppresses_the_address_and_the_next_email_is_skipped() {
     let user = unique("u");
     app.create_user(&user).await;
     let email = format!("{user}@example.com");
-    let mut first = event_for("user.registered.json", &user);
-    first["channels"] = json!(["email"]);
-    let first_id = first["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(app.post_event(&first).await.status(), 202);
+    let first_id = post_email_only(&app, &user).await;
     let sent = app.wait_for_notification(&first_id, "email", "sent", WAIT).await;
 
     // SES's bounce event, as the configuration set publishes it to SNS for the feedback function.
@@ -192,10 +191,7 @@ async fn a_hard_bounce_suppresses_the_address_and_the_next_email_is_skipped() {
     let bounced = app.wait_for_notification(&first_id, "email", "failed", WAIT).await;
     assert_eq!(bounced["reason"], "bounced");
 
-    let mut next = event_for("user.registered.json", &user);
-    next["channels"] = json!(["email"]);
-    let next_id = next["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(app.post_event(&next).await.status(), 202);
+    let next_id = post_email_only(&app, &user).await;
     let skipped = app.wait_for_notification(&next_id, "email", "skipped", WAIT).await;
     assert_eq!(skipped["reason"], "suppressed");
     let listed: Value = app.get("/v1/suppressions").await.json().await.unwrap();
@@ -276,10 +272,7 @@ async fn an_ses_outage_fails_over_to_sendgrid_on_the_aws_backend() {
     let app = spawn_app_with(config).await;
     let user = unique("u");
     app.create_user(&user).await;
-    let mut body = event_for("user.registered.json", &user);
-    body["channels"] = json!(["email"]);
-    let event_id = body["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(app.post_event(&body).await.status(), 202);
+    let event_id = post_email_only(&app, &user).await;
     let n = app.wait_for_notification(&event_id, "email", "sent", Duration::from_secs(40)).await;
     assert_eq!(n["provider"], "sendgrid", "{n}");
     assert_eq!(n["provider_message_id"], "sg-aws-1");
