@@ -275,7 +275,8 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     };
 
     let tokens = Arc::new(WsTokens::new(&config.ws_token_secret, config.ws_token_ttl).map_err(anyhow::Error::msg)?);
-    let api_key = config.api_keys.first().cloned().unwrap_or_else(shared::auth::api_keys::generate_key);
+    // The key printed at start (and used by tests): the first configured key, without its tenant.
+    let api_key = config.api_keys.first().map(|k| k.split_once('=').map_or(k.as_str(), |(_, key)| key).to_owned()).unwrap_or_else(shared::auth::api_keys::generate_key);
     let mut keys = config.api_keys.clone();
     if keys.is_empty() {
         keys.push(api_key.clone());

@@ -60,6 +60,11 @@ impl TestApp {
         format!("Bearer {}", self.stack.api_key)
     }
 
+    /// The API as the holder of another key (another tenant's) sees it.
+    pub fn with_key(&self, key: &str) -> Caller<'_> {
+        Caller { app: self, authorization: format!("Bearer {key}") }
+    }
+
     pub async fn post_event(&self, body: &Value) -> reqwest::Response {
         self.http.post(self.url("/v1/events")).header("authorization", self.key()).json(body).send().await.expect("request")
     }
@@ -171,5 +176,48 @@ pub async fn next_frame(socket: &mut Socket, timeout: Duration) -> Value {
                 return v;
             }
         }
+    }
+}
+
+/// A caller of the local stack's API with a key of its own (a tenant's).
+pub struct Caller<'a> {
+    pub app: &'a TestApp,
+    pub authorization: String,
+}
+
+impl Caller<'_> {
+    pub async fn post_event(&self, body: &Value) -> reqwest::Response {
+        let app = self.app;
+        app.http.post(app.url("/v1/events")).header("authorization", &self.authorization).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let app = self.app;
+        app.http.get(app.url(path)).header("authorization", &self.authorization).send().await.expect("request")
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
+        let app = self.app;
+        app.http.put(app.url(path)).header("authorization", &self.authorization).json(body).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        let app = self.app;
+        app.http.delete(app.url(path)).header("authorization", &self.authorization).send().await.expect("request")
+    }
+
+    pub async fn ws_token(&self, user: &str) -> String {
+        let app = self.app;
+        let r = app.http.post(app.url(&format!("/v1/users/{user}/ws-token"))).header("authorization", &self.authorization).send().await.expect("request");
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.expect("json");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn connect_ws(&self, user: &str) -> Socket {
+        let token = self.ws_token(user).await;
+        let url = format!("ws://{}/v1/ws?token={token}", self.app.stack.addr);
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        socket
     }
 }

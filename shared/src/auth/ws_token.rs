@@ -75,7 +75,7 @@ impl WsTokens {
         if data.claims.exp <= now.as_second() {
             return Err(WsTokenError::Expired);
         }
-        UserId::parse(&data.claims.sub).map_err(|_| WsTokenError::Invalid)
+        UserId::parse_stored(&data.claims.sub).map_err(|_| WsTokenError::Invalid)
     }
 }
 

@@ -236,7 +236,7 @@ pub const WEBHOOK_PAYLOAD_PART: &str = "payload";
 /// occurred, its payload) and the locale the recipient would read it in.
 pub fn webhook_message(event: &crate::domain::Event, locale: &str) -> crate::ports::RenderedMessage {
     let body = serde_json::json!({
-        "event_id": event.event_id,
+        "event_id": crate::domain::tenant::local_part(event.event_id.as_str()),
         "event_type": event.event_type,
         "occurred_at": event.occurred_at,
         "payload": event.payload,

@@ -46,10 +46,32 @@ macro_rules! id_type {
             }
         }
 
+        impl $name {
+            /// An id as stored inside the platform: a caller's id, prefixed with its tenant
+            /// (`acme#...`) unless the tenant is the default one. Built only by
+            /// [`crate::domain::Tenant`] and read back from stores, queues and tokens.
+            pub(crate) fn from_scoped(scoped: String) -> Self {
+                Self(scoped)
+            }
+
+            /// Reads an id back from a store, a queue or a signed token: a caller's id,
+            /// optionally prefixed with its tenant.
+            pub fn parse_stored(raw: &str) -> Result<Self, String> {
+                match raw.split_once(super::tenant::SCOPE_SEPARATOR) {
+                    Some((tenant, local)) => {
+                        super::tenant::Tenant::parse(tenant)?;
+                        parse_id(local, $what, $max)?;
+                        Ok(Self(raw.to_owned()))
+                    }
+                    None => Self::parse(raw),
+                }
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = String;
             fn try_from(raw: String) -> Result<Self, String> {
-                Self::parse(&raw)
+                Self::parse_stored(&raw)
             }
         }
 
@@ -110,10 +132,20 @@ impl fmt::Display for NotificationId {
 }
 
 /// The SQS message group of everything addressed to one recipient: FIFO order per recipient,
-/// parallelism across recipients. The tenant prefix (`default` for now, at most 27 characters)
-/// is where multi-tenancy will slot in.
+/// parallelism across recipients. Always `tenant#user` (a user id of the default tenant is
+/// stored without its prefix).
 pub fn message_group_for(user_id: &UserId) -> String {
-    format!("default#{}", user_id.as_str())
+    if user_id.as_str().contains(super::tenant::SCOPE_SEPARATOR) {
+        user_id.as_str().to_owned()
+    } else {
+        format!("{}{}{}", super::tenant::Tenant::DEFAULT, super::tenant::SCOPE_SEPARATOR, user_id.as_str())
+    }
+}
+
+/// A FIFO deduplication id (at most 128 characters) for a key that may be longer (a scoped
+/// event id): the key itself when it fits, its SHA-256 otherwise.
+pub fn dedup_id_for(key: &str) -> String {
+    if key.len() <= 128 { key.to_owned() } else { hex::encode(Sha256::digest(key.as_bytes())) }
 }
 
 #[cfg(test)]
@@ -141,6 +173,21 @@ mod tests {
         let longest = UserId::parse(&"u".repeat(UserId::MAX_LEN)).unwrap();
         assert!(message_group_for(&longest).len() <= 128);
         assert!(UserId::parse(&"u".repeat(UserId::MAX_LEN + 1)).is_err());
+        let tenant = super::super::Tenant::parse(&"t".repeat(super::super::Tenant::MAX_LEN)).unwrap();
+        let scoped = tenant.user(&longest);
+        assert_eq!(message_group_for(&scoped), scoped.as_str());
+        assert!(message_group_for(&scoped).len() <= 128);
+        assert_eq!(message_group_for(&UserId::parse("u-1").unwrap()), "default#u-1");
+    }
+
+    #[test]
+    fn long_scoped_event_ids_still_make_valid_dedup_ids() {
+        let tenant = super::super::Tenant::parse("acme").unwrap();
+        let long = tenant.event(&EventId::parse(&"e".repeat(EventId::MAX_LEN)).unwrap());
+        assert_eq!(dedup_id_for(long.as_str()).len(), 64);
+        assert_eq!(dedup_id_for("acme#e-1"), "acme#e-1");
+        assert_eq!(EventId::parse_stored(long.as_str()).unwrap(), long);
+        assert!(EventId::parse_stored("Bad#e-1").is_err());
     }
 
     #[test]

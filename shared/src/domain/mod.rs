@@ -8,6 +8,7 @@ pub mod problem;
 pub mod profile;
 pub mod schedule;
 pub mod storable;
+pub mod tenant;
 
 pub use channel::{Channel, Lane, Priority};
 pub use event::Event;
@@ -15,3 +16,4 @@ pub use ids::{EventId, NotificationId, UserId};
 pub use notification::{AttemptChange, FallbackProgress, Guard, Notification, Status, Transition};
 pub use problem::FieldError;
 pub use profile::{Preferences, Profile};
+pub use tenant::Tenant;

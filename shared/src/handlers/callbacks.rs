@@ -55,9 +55,10 @@ impl StatusCallbacks {
     }
 }
 
-/// What the callback POSTs: the notification's status, without its content or address.
+/// What the callback POSTs: the notification's status, without its content or address; its
+/// tenant, and its ids as the producer sent them.
 pub fn callback_body(n: &Notification) -> serde_json::Value {
-    json!({
+    let mut body = json!({
         "type": format!("notification.{}", n.status),
         "timestamp": n.updated_at,
         "data": {
@@ -72,8 +73,11 @@ pub fn callback_body(n: &Notification) -> serde_json::Value {
             "provider": n.provider,
             "fallback_for": n.fallback_for,
             "sent_at": n.sent_at,
+            "tenant": crate::domain::Tenant::of(n.user_id.as_str()),
         }
-    })
+    });
+    crate::domain::Tenant::unscope_json(&mut body);
+    body
 }
 
 /// Posts a callback body (the webhook sender, signed).

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::domain::ids::message_group_for;
-use crate::domain::{Event, FieldError, storable};
+use crate::domain::ids::{dedup_id_for, message_group_for};
+use crate::domain::{Event, FieldError, Tenant, storable};
 use crate::jobs::{RouteJob, encode};
 use crate::metrics::{self, RejectReason};
 use crate::ports::queue::MAX_MESSAGE_BYTES;
@@ -139,12 +139,16 @@ pub fn location_of(event_id: &str) -> String {
     format!("/v1/events/{event_id}")
 }
 
-pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, IngestError> {
+/// Submits one event for `tenant` (the one the caller's API key belongs to): its event id and
+/// user are scoped by the tenant from here on; the answer names them as the caller did.
+pub async fn submit_event(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Result<Accepted, IngestError> {
     if body.len() > deps.settings.max_body_bytes {
         return Err(IngestError::TooLarge { limit: deps.settings.max_body_bytes });
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     let event = Event::parse(&value).map_err(IngestError::Invalid)?;
+    let local_event_id = event.event_id.as_str().to_owned();
+    let event = Event { event_id: tenant.event(&event.event_id), user_id: tenant.user(&event.user_id), ..event };
     let Some(event_type) = deps.catalog.event_type(&event.event_type) else {
         return Err(IngestError::UnknownEventType(vec![FieldError::new("/event_type", format!("unknown event type {:?}", event.event_type))]));
     };
@@ -159,7 +163,7 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
     let hash = payload_hash(&value);
     let now = deps.clock.now();
     let expires_at = at(now, deps.settings.idempotency_ttl);
-    let location = location_of(&key);
+    let location = location_of(&local_event_id);
     let claim = deps
         .idempotency
         .claim(&key, &hash, now, at(now, deps.settings.in_progress_ttl), expires_at)
@@ -197,7 +201,7 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
     };
     // Queued again when the event was recorded before: the earlier request may have failed to
     // queue it, and routing is idempotent (notification ids derive from event and channel).
-    let message = OutgoingMessage::fifo(route_job(&record), message_group_for(&event.user_id), key.clone());
+    let message = OutgoingMessage::fifo(route_job(&record), message_group_for(&event.user_id), dedup_id_for(&key));
     if let Err(error) = deps.queue.send_batch(&events_queue(record.lane), vec![message]).await {
         tracing::error!(%error, event_id = %key, "could not queue the event");
         release(deps, &key).await;
@@ -206,7 +210,7 @@ pub async fn submit_event(deps: &IngestDeps, body: &[u8]) -> Result<Accepted, In
 
     // From the record in force, so a repeat of an event answers as its first acceptance did.
     let body = json!({
-        "event_id": key,
+        "event_id": local_event_id,
         "event_type": record.event.event_type,
         "status": "accepted",
         "priority": record.priority,
@@ -433,7 +437,7 @@ mod tests {
 
     impl Harness {
         async fn submit(&self, body: &Value) -> Result<Accepted, IngestError> {
-            submit_event(&self.deps, body.to_string().as_bytes()).await
+            submit_event(&self.deps, &Tenant::default_tenant(), body.to_string().as_bytes()).await
         }
 
         async fn depth(&self, lane: Lane) -> usize {
@@ -527,7 +531,7 @@ mod tests {
         // Key order and spacing do not make another body.
         let text = r#"{ "payload": {"currency": "EUR", "total": "59.90", "order_id": "A-17"},
                         "user_id": "u-42", "event_type": "order.completed", "event_id": "evt-1" }"#;
-        let again = submit_event(&h.deps, text.as_bytes()).await.unwrap();
+        let again = submit_event(&h.deps, &Tenant::default_tenant(), text.as_bytes()).await.unwrap();
         assert_eq!(again, Accepted { replayed: true, ..first });
         assert_eq!(h.sends(), 1, "a replay queues nothing");
         assert_eq!(h.store.calls(Op::PutEvent), 1, "a replay records nothing");
@@ -762,7 +766,7 @@ mod tests {
 
         // The escaped form is the same character.
         let escaped = r#"{"event_id": "evt-2", "event_type": "user.registered", "user_id": "u-7", "payload": {"name": "Ada\uffff"}}"#;
-        let Err(IngestError::Invalid(errors)) = submit_event(&h.deps, escaped.as_bytes()).await else { panic!("not invalid") };
+        let Err(IngestError::Invalid(errors)) = submit_event(&h.deps, &Tenant::default_tenant(), escaped.as_bytes()).await else { panic!("not invalid") };
         assert_eq!(errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["/payload/name"]);
 
         // One level less is stored and queued.
@@ -780,7 +784,7 @@ mod tests {
         let h = harness_with(IngestSettings { max_body_bytes: 1024, ..IngestSettings::default() });
         let big = with_payload(order("evt-1"), "note", json!("x".repeat(2000)));
         assert_eq!(h.submit(&big).await, Err(IngestError::TooLarge { limit: 1024 }));
-        assert!(matches!(submit_event(&h.deps, b"{not json").await, Err(IngestError::Malformed(_))));
+        assert!(matches!(submit_event(&h.deps, &Tenant::default_tenant(), b"{not json").await, Err(IngestError::Malformed(_))));
         let Err(IngestError::Invalid(errors)) = h.submit(&json!({"event_type": "order.completed"})).await else { panic!() };
         assert!(errors.iter().any(|e| e.path == "/event_id"));
         let Err(IngestError::UnknownEventType(errors)) = h.submit(&json!({"event_id": "e", "event_type": "no.such", "user_id": "u"})).await else {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::auth::WsTokens;
-use crate::domain::{Channel, EventId, FieldError, Guard, Notification, Preferences, Profile, Status, Transition, UserId};
+use crate::domain::{Channel, EventId, FieldError, Guard, Notification, Preferences, Profile, Status, Tenant, Transition, UserId};
 use crate::ports::{Clock, EventRecord, EventStore, NotificationStore, Page, ProfileStore, StoreError, Suppression, SuppressionStore, TransitionOutcome};
 
 pub struct QueryDeps {
@@ -39,16 +39,18 @@ pub struct EventStatus {
     pub notifications: Vec<Notification>,
 }
 
-fn parse_event_id(raw: &str) -> Result<EventId, QueryError> {
-    EventId::parse(raw).map_err(|_| QueryError::NotFound)
+/// The caller's event id, scoped by its tenant; one that cannot be an event id is not found.
+fn parse_event_id(tenant: &Tenant, raw: &str) -> Result<EventId, QueryError> {
+    EventId::parse(raw).map(|id| tenant.event(&id)).map_err(|_| QueryError::NotFound)
 }
 
-pub fn parse_user_id(raw: &str) -> Result<UserId, QueryError> {
-    UserId::parse(raw).map_err(|m| QueryError::Invalid(vec![FieldError::new("/user_id", m)]))
+/// The caller's user id, scoped by its tenant.
+pub fn parse_user_id(tenant: &Tenant, raw: &str) -> Result<UserId, QueryError> {
+    UserId::parse(raw).map(|id| tenant.user(&id)).map_err(|m| QueryError::Invalid(vec![FieldError::new("/user_id", m)]))
 }
 
-pub async fn event_status(deps: &QueryDeps, event_id: &str) -> Result<EventStatus, QueryError> {
-    let id = parse_event_id(event_id)?;
+pub async fn event_status(deps: &QueryDeps, tenant: &Tenant, event_id: &str) -> Result<EventStatus, QueryError> {
+    let id = parse_event_id(tenant, event_id)?;
     let record = deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
     let notifications = deps.notifications.list_for_event(&id).await?;
     Ok(EventStatus { record, notifications })
@@ -67,8 +69,8 @@ pub struct Cancellation {
 /// `scheduled` → `canceled`), each under a guard, so a sender that claims it at the same moment
 /// either wins (and it is sent) or finds it canceled (and drops its job). Every canceled
 /// notification's status callback is queued (again, on a repeat: dropped as a duplicate).
-pub async fn cancel_event(deps: &QueryDeps, event_id: &str) -> Result<Cancellation, QueryError> {
-    let id = parse_event_id(event_id)?;
+pub async fn cancel_event(deps: &QueryDeps, tenant: &Tenant, event_id: &str) -> Result<Cancellation, QueryError> {
+    let id = parse_event_id(tenant, event_id)?;
     deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
     let now = deps.clock.now();
     let guard = Guard::StatusIn(vec![Status::Pending, Status::Scheduled]);
@@ -99,21 +101,21 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, QueryErr
     })
 }
 
-pub async fn put_profile(deps: &QueryDeps, user_id: &str, body: &[u8]) -> Result<Profile, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub async fn put_profile(deps: &QueryDeps, tenant: &Tenant, user_id: &str, body: &[u8]) -> Result<Profile, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     let profile: Profile = parse_body(body)?;
     profile.validate().map_err(QueryError::Invalid)?;
     deps.profiles.put_profile(&user, &profile).await?;
     Ok(profile)
 }
 
-pub async fn get_profile(deps: &QueryDeps, user_id: &str) -> Result<Profile, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub async fn get_profile(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Result<Profile, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     deps.profiles.get_profile(&user).await?.ok_or(QueryError::NotFound)
 }
 
-pub async fn put_preferences(deps: &QueryDeps, user_id: &str, body: &[u8]) -> Result<Preferences, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub async fn put_preferences(deps: &QueryDeps, tenant: &Tenant, user_id: &str, body: &[u8]) -> Result<Preferences, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     let preferences: Preferences = parse_body(body)?;
     preferences.validate().map_err(QueryError::Invalid)?;
     deps.profiles.put_preferences(&user, &preferences).await?;
@@ -121,13 +123,13 @@ pub async fn put_preferences(deps: &QueryDeps, user_id: &str, body: &[u8]) -> Re
 }
 
 /// A user's preferences; none stored means everything is opted in.
-pub async fn get_preferences(deps: &QueryDeps, user_id: &str) -> Result<Preferences, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub async fn get_preferences(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Result<Preferences, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     Ok(deps.profiles.get_preferences(&user).await?.unwrap_or_default())
 }
 
-pub async fn user_notifications(deps: &QueryDeps, user_id: &str, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Notification>, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub async fn user_notifications(deps: &QueryDeps, tenant: &Tenant, user_id: &str, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Notification>, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     let limit = limit.unwrap_or(20).clamp(1, 100);
     Ok(deps.notifications.list_for_user(&user, limit, cursor).await?)
 }
@@ -138,8 +140,8 @@ pub struct WsToken {
     pub expires_at: jiff::Timestamp,
 }
 
-pub fn mint_ws_token(deps: &QueryDeps, user_id: &str) -> Result<WsToken, QueryError> {
-    let user = parse_user_id(user_id)?;
+pub fn mint_ws_token(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Result<WsToken, QueryError> {
+    let user = parse_user_id(tenant, user_id)?;
     let (token, expires_at) = deps.tokens.mint(&user, deps.clock.now());
     Ok(WsToken { token, expires_at })
 }

@@ -92,8 +92,9 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
     };
     let deliver_at = deliver_after(now, event.send_after, job.priority, preferences.quiet_hours.as_ref(), profile.timezone.as_deref());
     let locales = wanted_locales(event, &profile);
-    let user_view = json!({ "id": event.user_id, "locale": profile.locale, "timezone": profile.timezone });
-    let event_view = json!({ "event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at });
+    // Templates see the ids as the producer sent them, never the tenant prefix.
+    let user_view = json!({ "id": crate::domain::tenant::local_part(event.user_id.as_str()), "locale": profile.locale, "timezone": profile.timezone });
+    let event_view = json!({ "event_id": crate::domain::tenant::local_part(event.event_id.as_str()), "event_type": event.event_type, "occurred_at": event.occurred_at });
 
     let mut routed = Vec::new();
     let mut outgoing: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();

@@ -60,7 +60,7 @@ pub fn notification_frame(delivery: &Delivery<'_>, sent_at: Timestamp) -> String
     json!({
         "type": "notification",
         "notification_id": delivery.notification_id,
-        "event_id": delivery.event_id,
+        "event_id": crate::domain::tenant::local_part(delivery.event_id.as_str()),
         "event_type": delivery.event_type,
         "priority": delivery.priority,
         "title": delivery.message.part("title"),

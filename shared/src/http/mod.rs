@@ -5,7 +5,7 @@ pub mod problem;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::auth::ApiKeys;
+use crate::domain::Tenant;
 use crate::handlers::ingest::{IngestDeps, IngestError, submit_event};
 use crate::handlers::queries::{self, QueryDeps, QueryError};
 use crate::metrics::{self, RejectReason};
@@ -36,25 +37,47 @@ fn body_or_problem(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<
     })
 }
 
-fn authorized(keys: &ApiKeys, request: &Request) -> bool {
-    keys.authorize(request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+/// The tenant of the request's API key: `Err` answers the request (`401`, or `503` when the key
+/// directory cannot be read: a key is never taken on trust).
+async fn tenant_of_request(keys: &ApiKeys, authorization: Option<String>) -> Result<Tenant, Problem> {
+    match keys.tenant_for(authorization.as_deref(), jiff::Timestamp::now()).await {
+        Ok(Some(tenant)) => Ok(tenant),
+        Ok(None) => Err(Problem::unauthorized()),
+        Err(e) => {
+            tracing::error!(error = %e, "the key directory is unavailable");
+            Err(Problem::unavailable().with_retry_after(UNAVAILABLE_RETRY_AFTER))
+        }
+    }
 }
 
-/// Requires `Authorization: Bearer <key>` with a configured key.
-pub async fn require_api_key(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
-    if !authorized(&keys, &request) {
-        return Problem::unauthorized().into_response();
+/// Requires `Authorization: Bearer <key>` with a key of ours, and hands the handlers its
+/// [`Tenant`] as a request extension.
+pub async fn require_api_key(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
+    // Owned: a request (its body) is not `Sync`, so no borrow of it may live across the await.
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match tenant_of_request(&keys, authorization).await {
+        Ok(tenant) => {
+            request.extensions_mut().insert(tenant);
+            next.run(request).await
+        }
+        Err(problem) => problem.into_response(),
     }
-    next.run(request).await
 }
 
 /// [`require_api_key`] for `POST /v1/events`, where a refusal is a rejected event.
-async fn require_api_key_for_events(State(keys): State<Arc<ApiKeys>>, request: Request, next: Next) -> Response {
-    if !authorized(&keys, &request) {
-        metrics::event_rejected(RejectReason::Unauthorized);
-        return Problem::unauthorized().into_response();
+async fn require_api_key_for_events(State(keys): State<Arc<ApiKeys>>, mut request: Request, next: Next) -> Response {
+    // Owned: a request (its body) is not `Sync`, so no borrow of it may live across the await.
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match tenant_of_request(&keys, authorization).await {
+        Ok(tenant) => {
+            request.extensions_mut().insert(tenant);
+            next.run(request).await
+        }
+        Err(problem) => {
+            metrics::event_rejected(RejectReason::Unauthorized);
+            problem.into_response()
+        }
     }
-    next.run(request).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,7 +94,7 @@ pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
 
 /// Every answer of `POST /v1/events` but a 2xx is a problem, counted in `EventsRejected` by its
 /// reason (the 401 of a missing key is counted by the auth layer before this).
-async fn post_event(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_event(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Extension<Tenant>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let key_id = rate_key(&headers);
     if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
         return rate_limited(wait, rate);
@@ -85,7 +108,7 @@ async fn post_event(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMa
             return p.into_response();
         }
     };
-    match submit_event(&deps, &body).await {
+    match submit_event(&deps, &tenant, &body).await {
         Ok(accepted) => {
             let status = StatusCode::from_u16(accepted.status).unwrap_or(StatusCode::ACCEPTED);
             let mut response = json_response(status, accepted.body);
@@ -114,7 +137,7 @@ const BATCH_LIMIT: usize = 5 * 1024 * 1024;
 /// exactly as if it had been posted alone (idempotency, validation, the key's rate). The answer
 /// is `200` with one result per event, in order: `{"index", "status", "event_id", "location",
 /// "body" | "problem"}`.
-async fn post_batch(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_batch(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Extension<Tenant>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, BATCH_LIMIT) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
@@ -138,7 +161,7 @@ async fn post_batch(State(deps): State<Arc<IngestDeps>>, headers: http::HeaderMa
             continue;
         }
         let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match submit_event(&deps, &bytes).await {
+        match submit_event(&deps, &tenant, &bytes).await {
             Ok(accepted) => {
                 let body: serde_json::Value = serde_json::from_str(&accepted.body).unwrap_or(serde_json::Value::Null);
                 results.push(serde_json::json!({
@@ -262,12 +285,20 @@ fn query_problem(e: QueryError, what: &str) -> Response {
     .into_response()
 }
 
+/// `200` with `value` as JSON, every id in it as the caller knows it (no tenant prefix).
 fn ok_json<T: serde::Serialize>(value: &T) -> Response {
-    json_response(StatusCode::OK, serde_json::to_string(value).unwrap_or_default())
+    json_response(StatusCode::OK, public_json(value))
 }
 
-async fn get_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<String>) -> Response {
-    match queries::event_status(&deps, &event_id).await {
+/// `value` as JSON for a caller: ids lose their tenant prefix.
+fn public_json<T: serde::Serialize>(value: &T) -> String {
+    let mut json = serde_json::to_value(value).unwrap_or_default();
+    Tenant::unscope_json(&mut json);
+    json.to_string()
+}
+
+async fn get_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(event_id): Path<String>) -> Response {
+    match queries::event_status(&deps, &tenant, &event_id).await {
         Ok(status) => ok_json(&status),
         Err(e) => query_problem(e, "event"),
     }
@@ -298,21 +329,21 @@ async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, Path(event_type)
     }
 }
 
-async fn delete_event(State(deps): State<Arc<QueryDeps>>, Path(event_id): Path<String>) -> Response {
-    match queries::cancel_event(&deps, &event_id).await {
+async fn delete_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(event_id): Path<String>) -> Response {
+    match queries::cancel_event(&deps, &tenant, &event_id).await {
         Ok(cancellation) => ok_json(&cancellation),
         Err(e) => query_problem(e, "event"),
     }
 }
 
-async fn get_profile(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
-    match queries::get_profile(&deps, &user_id).await {
+async fn get_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+    match queries::get_profile(&deps, &tenant, &user_id).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn put_profile(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn put_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, READ_LIMIT) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
@@ -320,20 +351,20 @@ async fn put_profile(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<Str
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         return Problem::malformed("the body is not JSON").into_response();
     }
-    match queries::put_profile(&deps, &user_id, &body).await {
+    match queries::put_profile(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
-    match queries::get_preferences(&deps, &user_id).await {
+async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+    match queries::get_preferences(&deps, &tenant, &user_id).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, READ_LIMIT) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
@@ -341,7 +372,7 @@ async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
         return Problem::malformed("the body is not JSON").into_response();
     }
-    match queries::put_preferences(&deps, &user_id, &body).await {
+    match queries::put_preferences(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
@@ -355,13 +386,14 @@ struct PageQuery {
 
 async fn list_notifications(
     State(deps): State<Arc<QueryDeps>>,
+    Extension(tenant): Extension<Tenant>,
     Path(user_id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(page)) = query else {
         return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
     };
-    match queries::user_notifications(&deps, &user_id, page.limit, page.cursor.as_deref()).await {
+    match queries::user_notifications(&deps, &tenant, &user_id, page.limit, page.cursor.as_deref()).await {
         Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
         Err(e) => query_problem(e, "user"),
     }
@@ -386,8 +418,8 @@ async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Path((channel, a
     }
 }
 
-async fn post_ws_token(State(deps): State<Arc<QueryDeps>>, Path(user_id): Path<String>) -> Response {
-    match queries::mint_ws_token(&deps, &user_id) {
+async fn post_ws_token(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+    match queries::mint_ws_token(&deps, &tenant, &user_id) {
         Ok(t) => json_response(StatusCode::CREATED, serde_json::to_string(&t).unwrap_or_default()),
         Err(e) => query_problem(e, "user"),
     }

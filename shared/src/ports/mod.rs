@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod delivery;
+pub mod keys;
 pub mod pacing;
 pub mod queue;
 pub mod store;
@@ -10,6 +11,7 @@ pub mod suppression;
 
 pub use clock::{Clock, SystemClock};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
+pub use keys::{KeyDirectory, StoredKey, TenantSettings};
 pub use pacing::{Pace, RateLimiter};
 pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 pub use suppression::{Suppression, SuppressionReason, SuppressionStore, suppression_key};
