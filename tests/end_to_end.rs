@@ -412,6 +412,7 @@ async fn a_suppressed_address_is_skipped_until_its_suppression_is_lifted() {
     let address = format!("{user}@example.com");
     // As the feedback function records a hard bounce (the address in another case).
     let bounced = Suppression {
+        tenant: shared::domain::Tenant::default_tenant(),
         channel: Channel::Email,
         address: address.to_uppercase(),
         reason: SuppressionReason::HardBounce,

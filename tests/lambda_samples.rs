@@ -516,7 +516,7 @@ async fn every_sample_runs_through_its_handler() {
                     assert_eq!(outcomes.len(), event.records.len(), "{name}");
                     let suppressed = outcomes.iter().any(|o| matches!(o, FeedbackOutcome::Suppressed { recipients: 1.., .. }));
                     // The samples bounce (or complain about) the seeded recipient's address.
-                    assert_eq!(p.store.is_suppressed(Channel::Email, "olena@example.com").await.unwrap(), suppressed, "{name}: {outcomes:?}");
+                    assert_eq!(p.store.is_suppressed(&shared::domain::Tenant::default_tenant(), Channel::Email, "olena@example.com").await.unwrap(), suppressed, "{name}: {outcomes:?}");
                 }
                 Kind::Sqs => {
                     let event: SqsEvent = serde_json::from_value(sample).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -361,7 +361,8 @@ fn environment<'v>(t: &'v Value, f: Option<&'v Value>) -> BTreeMap<String, &'v V
 fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
     Some(match helper {
         "queue_directory" => &[vars::QUEUE_URL_PREFIX],
-        "api_keys" => &[vars::API_KEY_HASHES],
+        // The key directory table (fixed hashes are optional).
+        "api_keys" => &[vars::API_KEYS_TABLE],
         // The key from Secrets Manager: the secret's ARN (or the key itself, locally).
         "ws_token_secret" => &[vars::WS_TOKEN_SECRET_ARN],
         "ws_management_endpoint" => &[vars::WS_MANAGEMENT_ENDPOINT],
@@ -387,6 +388,7 @@ fn table_var(table: &str) -> Option<&'static str> {
         "Connections" => vars::CONNECTIONS_TABLE,
         "Suppressions" => vars::SUPPRESSIONS_TABLE,
         "RateLimits" => vars::RATE_LIMITS_TABLE,
+        "ApiKeys" => vars::API_KEYS_TABLE,
         _ => return None,
     })
 }
@@ -474,7 +476,9 @@ fn environment_variables_are_the_ones_the_code_reads() {
 // Tables and outputs
 
 /// Recipient profiles are kept until replaced: the users table has no expiry.
-const TABLES_WITHOUT_TTL: &[&str] = &["UsersTable"];
+/// Tables whose items are kept until deleted: profiles, and API keys (revoked ones too, for the
+/// record).
+const TABLES_WITHOUT_TTL: &[&str] = &["UsersTable", "ApiKeysTable"];
 
 #[test]
 fn tables_are_on_demand_recoverable_protected_and_expiring() {

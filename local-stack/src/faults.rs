@@ -370,14 +370,36 @@ impl<S: SuppressionStore> SuppressionStore for FaultyStore<S> {
     async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
         faulty_write!(self, self.inner.suppress(suppression))
     }
-    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        faulty_read!(self, self.inner.is_suppressed(channel, address))
+    async fn is_suppressed(&self, tenant: &shared::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        faulty_read!(self, self.inner.is_suppressed(tenant, channel, address))
     }
-    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
-        faulty_read!(self, self.inner.list_suppressions(limit, cursor))
+    async fn list_suppressions(&self, tenant: &shared::domain::Tenant, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        faulty_read!(self, self.inner.list_suppressions(tenant, limit, cursor))
     }
-    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        faulty_write!(self, self.inner.remove_suppression(channel, address))
+    async fn remove_suppression(&self, tenant: &shared::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.remove_suppression(tenant, channel, address))
+    }
+}
+
+#[async_trait]
+impl<S: shared::ports::KeyDirectory> shared::ports::KeyDirectory for FaultyStore<S> {
+    async fn find_key(&self, key_hash: &str) -> Result<Option<shared::ports::StoredKey>, StoreError> {
+        faulty_read!(self, self.inner.find_key(key_hash))
+    }
+    async fn put_key(&self, key: &shared::ports::StoredKey) -> Result<(), StoreError> {
+        faulty_write!(self, self.inner.put_key(key))
+    }
+    async fn list_keys(&self, tenant: Option<&shared::domain::Tenant>) -> Result<Vec<shared::ports::StoredKey>, StoreError> {
+        faulty_read!(self, self.inner.list_keys(tenant))
+    }
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<shared::ports::StoredKey>, StoreError> {
+        faulty_write!(self, self.inner.revoke_key(key_id, at))
+    }
+    async fn tenant_settings(&self, tenant: &shared::domain::Tenant) -> Result<Option<shared::ports::TenantSettings>, StoreError> {
+        faulty_read!(self, self.inner.tenant_settings(tenant))
+    }
+    async fn put_tenant_settings(&self, tenant: &shared::domain::Tenant, settings: &shared::ports::TenantSettings) -> Result<(), StoreError> {
+        faulty_write!(self, self.inner.put_tenant_settings(tenant, settings))
     }
 }
 

@@ -92,7 +92,7 @@ type Unfaulted = (Arc<dyn NotificationStore>, Arc<dyn SuppressionStore>);
 fn ports_over<Q, S>(queue: Arc<Q>, store: Arc<S>, faults: &Faults, clock: Arc<dyn Clock>) -> (Ports, Arc<dyn QueueReceiver>, Unfaulted)
 where
     Q: QueueSender + VisibilityControl + QueueReceiver + 'static,
-    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
+    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + shared::ports::KeyDirectory + 'static,
 {
     let (queue, receiver): (Arc<dyn BatchQueue>, Arc<dyn QueueReceiver>) = if faults.touches(FaultTarget::Queue) {
         let faulty = Arc::new(FaultyQueue::new(queue, faults.clone()));
@@ -281,7 +281,8 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     if keys.is_empty() {
         keys.push(api_key.clone());
     }
-    let api_keys = Arc::new(ApiKeys::from_config(&keys.join(","), "").map_err(anyhow::Error::msg)?);
+    // Configured keys, and (as deployed) the key directory of the backend's store.
+    let api_keys = Arc::new(ApiKeys::from_config(&keys.join(","), "").map_err(anyhow::Error::msg)?.with_directory(a.ports.keys.clone()));
     let settings = config.settings();
     let delivery_retry = config.delivery_retry();
 

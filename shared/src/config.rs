@@ -27,6 +27,8 @@ pub mod vars {
     pub const API_KEY_HASHES: &str = "NOTIFY_API_KEY_HASHES";
     /// Comma-separated plain API keys (local use only).
     pub const API_KEYS: &str = "NOTIFY_API_KEYS";
+    /// The key directory table: every tenant's API keys, hashed, and each tenant's settings.
+    pub const API_KEYS_TABLE: &str = "NOTIFY_API_KEYS_TABLE";
     /// The user-token signing key itself (local use; on AWS it comes from Secrets Manager).
     pub const WS_TOKEN_SECRET: &str = "NOTIFY_WS_TOKEN_SECRET";
     /// The Secrets Manager secret holding the user-token signing key (at least 32 bytes).
@@ -78,6 +80,7 @@ pub mod vars {
         ("RATE_LIMITS_TABLE", RATE_LIMITS_TABLE),
         ("API_KEY_HASHES", API_KEY_HASHES),
         ("API_KEYS", API_KEYS),
+        ("API_KEYS_TABLE", API_KEYS_TABLE),
         ("WS_TOKEN_SECRET", WS_TOKEN_SECRET),
         ("WS_TOKEN_SECRET_ARN", WS_TOKEN_SECRET_ARN),
         ("WS_TOKEN_TTL_SECONDS", WS_TOKEN_TTL_SECONDS),

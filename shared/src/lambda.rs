@@ -165,6 +165,7 @@ pub enum Table {
     Connections,
     Suppressions,
     RateLimits,
+    ApiKeys,
 }
 
 impl Table {
@@ -177,6 +178,7 @@ impl Table {
             Table::Connections => vars::CONNECTIONS_TABLE,
             Table::Suppressions => vars::SUPPRESSIONS_TABLE,
             Table::RateLimits => vars::RATE_LIMITS_TABLE,
+            Table::ApiKeys => vars::API_KEYS_TABLE,
         }
     }
 }
@@ -197,16 +199,21 @@ pub fn table_names(env: &Env, uses: &[Table]) -> Result<TableNames, StartupError
         connections: name(Table::Connections)?,
         suppressions: name(Table::Suppressions)?,
         rate_limits: name(Table::RateLimits)?,
+        api_keys: name(Table::ApiKeys)?,
     })
 }
 
-/// The API's keys: hashes from `NOTIFY_API_KEY_HASHES` (as deployed) and plain keys from
-/// `NOTIFY_API_KEYS` (local use). At least one key is required: an API nobody can call is a
-/// deployment mistake, reported at cold start.
-pub fn api_keys(env: &Env) -> Result<ApiKeys, StartupError> {
+/// The API's keys: the key directory table `NOTIFY_API_KEYS_TABLE` (as deployed: every tenant's
+/// keys, managed with `notify-keys`), hashes from `NOTIFY_API_KEY_HASHES` and plain keys from
+/// `NOTIFY_API_KEYS` (local use), each `tenant=`-prefixed or of tenant `default`. At least one
+/// source is required: an API nobody can call is a deployment mistake, reported at cold start.
+pub fn api_keys(env: &Env, aws: &AwsClients) -> Result<ApiKeys, StartupError> {
     let plain = env.optional(vars::API_KEYS).unwrap_or_default();
     let hashes = env.optional(vars::API_KEY_HASHES).unwrap_or_default();
-    let keys = ApiKeys::from_config(&plain, &hashes).map_err(|reason| ConfigError::Invalid { name: vars::API_KEY_HASHES, reason })?;
+    let mut keys = ApiKeys::from_config(&plain, &hashes).map_err(|reason| ConfigError::Invalid { name: vars::API_KEY_HASHES, reason })?;
+    if let Some(table) = env.optional(vars::API_KEYS_TABLE) {
+        keys = keys.with_directory(aws.store(TableNames { api_keys: table, ..TableNames::default() }));
+    }
     if keys.is_empty() {
         return Err(ConfigError::Missing(vars::API_KEY_HASHES).into());
     }
@@ -667,6 +674,9 @@ mod tests {
 
     #[test]
     fn api_keys_need_at_least_one_key() {
+        let aws = AwsClients::new(&SdkConfig::builder().build());
+        let api_keys = |env: &Env| api_keys(env, &aws);
+        assert!(!api_keys(&Env::from_pairs([(vars::API_KEYS_TABLE, "stack-api-keys")])).unwrap().is_empty(), "the key directory alone");
         let e = api_keys(&Env::default()).unwrap_err();
         assert_eq!(e.to_string(), "environment variable NOTIFY_API_KEY_HASHES is not set");
         let e = api_keys(&Env::from_pairs([(vars::API_KEY_HASHES, "zz")])).unwrap_err();

@@ -36,6 +36,8 @@ pub struct Ports {
     pub suppressions: Arc<dyn SuppressionStore>,
     /// Sending rates shared by every instance of a function.
     pub rate_limits: Arc<dyn RateLimiter>,
+    /// Tenants' API keys and settings.
+    pub keys: Arc<dyn crate::ports::KeyDirectory>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -43,7 +45,7 @@ impl Ports {
     /// Every port from one adapter of each kind (a queue, and a store that holds every table).
     pub fn over<S>(queue: Arc<dyn BatchQueue>, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + 'static,
     {
         Ports {
             queue,
@@ -53,7 +55,8 @@ impl Ports {
             profiles: store.clone(),
             connections: store.clone(),
             suppressions: store.clone(),
-            rate_limits: store,
+            rate_limits: store.clone(),
+            keys: store,
             clock,
         }
     }
@@ -137,6 +140,7 @@ pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Rout
         clock: ports.clock.clone(),
         retry: settings.pipeline_retry.clone(),
         callbacks: settings.callbacks(ports),
+        tenants: Arc::new(crate::ports::TenantSettingsCache::new(ports.keys.clone())),
     }
 }
 

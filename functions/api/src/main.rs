@@ -14,13 +14,13 @@ async fn main() -> Result<(), Error> {
     let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
-    let keys = Arc::new(lambda::api_keys(&env)?);
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions])?;
     let settings = lambda::settings(&env)?;
     let catalog = lambda::catalog(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
+    let keys = Arc::new(lambda::api_keys(&env, &aws)?);
     // The user-token key from Secrets Manager, then checked like any configuration.
     let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));

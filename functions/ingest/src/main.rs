@@ -14,13 +14,13 @@ async fn main() -> Result<(), Error> {
     let telemetry = shared::telemetry::init_lambda(env!("CARGO_PKG_NAME"))?;
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
-    let keys = Arc::new(lambda::api_keys(&env)?);
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Idempotency, Table::Events, Table::RateLimits])?;
     let catalog = lambda::catalog(&env)?;
     let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
+    let keys = Arc::new(lambda::api_keys(&env, &aws)?);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
     let deps = Arc::new(wiring::ingest(&ports, catalog, &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/events`) reaches the router

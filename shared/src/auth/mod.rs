@@ -1,6 +1,7 @@
 //! Who may call the API (API keys) and who a WebSocket belongs to (signed user tokens).
 
 pub mod api_keys;
+pub mod key_admin;
 pub mod ws_token;
 
 pub use api_keys::ApiKeys;

@@ -37,13 +37,14 @@ pub struct StoreHandles {
     pub connections: Arc<dyn ConnectionStore>,
     pub suppressions: Arc<dyn SuppressionStore>,
     pub rate_limits: Arc<dyn RateLimiter>,
+    pub keys: Arc<dyn crate::ports::KeyDirectory>,
 }
 
 impl StoreHandles {
     /// Every port served by one adapter value.
     pub fn all_from<S>(store: Arc<S>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + 'static,
     {
         Self {
             idempotency: store.clone(),
@@ -52,7 +53,8 @@ impl StoreHandles {
             profiles: store.clone(),
             connections: store.clone(),
             suppressions: store.clone(),
-            rate_limits: store,
+            rate_limits: store.clone(),
+            keys: store,
         }
     }
 }
@@ -99,6 +101,9 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     suppressions_replace_the_one_of_the_same_address(fixture).await;
     suppressions_remove_answers_whether_there_was_one(fixture).await;
     suppressions_list_newest_first_in_pages(fixture).await;
+    suppressions_belong_to_their_tenant(fixture).await;
+    key_directory_finds_lists_and_revokes_keys(fixture).await;
+    key_directory_keeps_tenant_settings(fixture).await;
     rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture).await;
     rate_limits_keys_are_independent(fixture).await;
 }
@@ -1011,11 +1016,30 @@ pub async fn connections_racing_connects_count_each(fixture: &dyn StoreFixture) 
 // Suppressions.
 
 fn suppression(channel: Channel, address: &str, reason: SuppressionReason, created: i64) -> Suppression {
-    Suppression { channel, address: address.into(), reason, created_at: at(created), notification_id: None }
+    Suppression { tenant: crate::domain::Tenant::default_tenant(), channel, address: address.into(), reason, created_at: at(created), notification_id: None }
+}
+
+/// A suppression holds for its tenant only: another tenant's users still get mail at the address,
+/// and each tenant lists and lifts its own.
+pub async fn suppressions_belong_to_their_tenant(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let (acme, globex) = (crate::domain::Tenant::parse("acme").unwrap(), crate::domain::Tenant::parse("globex").unwrap());
+    let default = crate::domain::Tenant::default_tenant();
+    let bounce = Suppression { tenant: acme.clone(), ..suppression(Channel::Email, "shared@example.com", SuppressionReason::HardBounce, 10) };
+    s.suppressions.suppress(&bounce).await.expect("suppress");
+    assert!(s.suppressions.is_suppressed(&acme, Channel::Email, "Shared@example.com").await.unwrap());
+    assert!(!s.suppressions.is_suppressed(&globex, Channel::Email, "shared@example.com").await.unwrap(), "another tenant's list");
+    assert!(!s.suppressions.is_suppressed(&default, Channel::Email, "shared@example.com").await.unwrap(), "the default tenant's list");
+    assert_eq!(s.suppressions.list_suppressions(&acme, 10, None).await.unwrap().items, vec![bounce.clone()]);
+    assert!(s.suppressions.list_suppressions(&globex, 10, None).await.unwrap().items.is_empty());
+    assert!(s.suppressions.list_suppressions(&default, 10, None).await.unwrap().items.is_empty());
+    assert!(!s.suppressions.remove_suppression(&globex, Channel::Email, "shared@example.com").await.unwrap(), "not globex's to lift");
+    assert!(s.suppressions.remove_suppression(&acme, Channel::Email, "shared@example.com").await.unwrap());
+    assert!(!s.suppressions.is_suppressed(&acme, Channel::Email, "shared@example.com").await.unwrap());
 }
 
 async fn suppressed(s: &StoreHandles, channel: Channel, address: &str) -> bool {
-    s.suppressions.is_suppressed(channel, address).await.expect("is_suppressed")
+    s.suppressions.is_suppressed(&crate::domain::Tenant::default_tenant(), channel, address).await.expect("is_suppressed")
 }
 
 async fn suppress(s: &StoreHandles, item: &Suppression) {
@@ -1023,7 +1047,7 @@ async fn suppress(s: &StoreHandles, item: &Suppression) {
 }
 
 async fn all_suppressions(s: &StoreHandles) -> Vec<Suppression> {
-    let page = s.suppressions.list_suppressions(100, None).await.expect("list_suppressions");
+    let page = s.suppressions.list_suppressions(&crate::domain::Tenant::default_tenant(), 100, None).await.expect("list_suppressions");
     assert_eq!(page.next, None, "one page holds them all");
     page.items
 }
@@ -1032,6 +1056,7 @@ pub async fn suppressions_are_found_by_channel_and_address(fixture: &dyn StoreFi
     let s = fixture.store().await;
     assert!(!suppressed(&s, Channel::Email, "olena@example.com").await, "an empty store suppresses nothing");
     let bounce = Suppression {
+        tenant: crate::domain::Tenant::default_tenant(),
         notification_id: Some(NotificationId::derive(&event_id("evt-1"), Channel::Email)),
         ..suppression(Channel::Email, "Olena@Example.com", SuppressionReason::HardBounce, 10)
     };
@@ -1074,7 +1099,7 @@ pub async fn suppressions_remove_answers_whether_there_was_one(fixture: &dyn Sto
     let s = fixture.store().await;
     let remove = |channel: Channel, address: &'static str| {
         let s = s.clone();
-        async move { s.suppressions.remove_suppression(channel, address).await.expect("remove_suppression") }
+        async move { s.suppressions.remove_suppression(&crate::domain::Tenant::default_tenant(), channel, address).await.expect("remove_suppression") }
     };
     assert!(!remove(Channel::Email, "olena@example.com").await, "nothing to lift");
     suppress(&s, &suppression(Channel::Email, "olena@example.com", SuppressionReason::HardBounce, 10)).await;
@@ -1092,7 +1117,7 @@ pub async fn suppressions_remove_answers_whether_there_was_one(fixture: &dyn Sto
 
 pub async fn suppressions_list_newest_first_in_pages(fixture: &dyn StoreFixture) {
     let s = fixture.store().await;
-    let empty = s.suppressions.list_suppressions(10, None).await.expect("list_suppressions");
+    let empty = s.suppressions.list_suppressions(&crate::domain::Tenant::default_tenant(), 10, None).await.expect("list_suppressions");
     assert_eq!(empty, Page { items: vec![], next: None });
     let items = [
         suppression(Channel::Email, "a@example.com", SuppressionReason::HardBounce, 10),
@@ -1114,7 +1139,7 @@ pub async fn suppressions_list_newest_first_in_pages(fixture: &dyn StoreFixture)
             let mut pages = Vec::new();
             let mut cursor: Option<String> = None;
             for _ in 0..20 {
-                let page = s.suppressions.list_suppressions(limit, cursor.as_deref()).await.expect("list_suppressions");
+                let page = s.suppressions.list_suppressions(&crate::domain::Tenant::default_tenant(), limit, cursor.as_deref()).await.expect("list_suppressions");
                 cursor = page.next.clone();
                 pages.push(page);
                 if cursor.is_none() {
@@ -1128,17 +1153,17 @@ pub async fn suppressions_list_newest_first_in_pages(fixture: &dyn StoreFixture)
     assert_eq!(two.iter().map(|p| p.items.len()).collect::<Vec<_>>(), [2, 2, 1], "five, two per page");
     assert_eq!(two.into_iter().flat_map(|p| p.items).collect::<Vec<_>>(), expected, "each once, in order");
 
-    let one = s.suppressions.list_suppressions(0, None).await.expect("list_suppressions");
+    let one = s.suppressions.list_suppressions(&crate::domain::Tenant::default_tenant(), 0, None).await.expect("list_suppressions");
     assert_eq!(one.items, expected[..1], "a limit of 0 is taken as 1");
     assert!(one.next.is_some());
 
     for bad in ["", "not a cursor", "%%%", "eyJ4IjoxfQ"] {
-        let page = s.suppressions.list_suppressions(2, Some(bad)).await.expect("list_suppressions");
+        let page = s.suppressions.list_suppressions(&crate::domain::Tenant::default_tenant(), 2, Some(bad)).await.expect("list_suppressions");
         assert_eq!(page, Page { items: vec![], next: None }, "cursor {bad:?}");
     }
 
     // Four left: two full pages, and the second is the last (no cursor to an empty third).
-    assert!(s.suppressions.remove_suppression(Channel::Email, "c@example.com").await.expect("remove_suppression"));
+    assert!(s.suppressions.remove_suppression(&crate::domain::Tenant::default_tenant(), Channel::Email, "c@example.com").await.expect("remove_suppression"));
     let two = pages(2).await;
     assert_eq!(two.iter().map(|p| p.items.len()).collect::<Vec<_>>(), [2, 2]);
     let expected: Vec<Suppression> = expected.into_iter().filter(|x| x.address != "c@example.com").collect();
@@ -1188,4 +1213,48 @@ pub async fn rate_limits_keys_are_independent(fixture: &dyn StoreFixture) {
     assert!(matches!(acquire(&s, "twilio", 2, at_ms(40)).await, Pace::Wait(_)));
     assert!(matches!(acquire(&s, "ses", 1, at_ms(50)).await, Pace::Wait(_)), "and spending it leaves ses as it was");
     assert_eq!(acquire(&s, "ses", 1, at_ms(1000)).await, Pace::Go);
+}
+
+fn stored_key(hash: &str, tenant: &str, created: i64) -> crate::ports::StoredKey {
+    crate::ports::StoredKey {
+        key_hash: hash.repeat(64 / hash.len()),
+        key_id: hash.repeat(16 / hash.len()),
+        tenant: crate::domain::Tenant::parse(tenant).expect("a tenant"),
+        label: Some(format!("{tenant} key")),
+        created_at: at(created),
+        revoked_at: None,
+    }
+}
+
+/// Keys are found by hash, listed per tenant oldest first, revoked by id once.
+pub async fn key_directory_finds_lists_and_revokes_keys(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(s.keys.find_key(&"a".repeat(64)).await.expect("find_key"), None);
+    let (a, b, c) = (stored_key("a", "acme", 20), stored_key("b", "globex", 10), stored_key("c", "acme", 5));
+    for k in [&a, &b, &c] {
+        s.keys.put_key(k).await.expect("put_key");
+    }
+    assert_eq!(s.keys.find_key(&a.key_hash).await.expect("find_key"), Some(a.clone()));
+    let acme = crate::domain::Tenant::parse("acme").unwrap();
+    assert_eq!(s.keys.list_keys(Some(&acme)).await.expect("list_keys"), vec![c.clone(), a.clone()]);
+    assert_eq!(s.keys.list_keys(None).await.expect("list_keys").len(), 3);
+    let revoked = s.keys.revoke_key(&a.key_id, at(30)).await.expect("revoke_key").expect("the key");
+    assert_eq!(revoked.revoked_at, Some(at(30)));
+    let again = s.keys.revoke_key(&a.key_id, at(40)).await.expect("revoke_key").expect("the key");
+    assert_eq!(again.revoked_at, Some(at(30)), "revoking twice keeps the first time");
+    assert!(!s.keys.find_key(&a.key_hash).await.expect("find_key").expect("kept").is_active());
+    assert!(s.keys.find_key(&b.key_hash).await.expect("find_key").expect("kept").is_active());
+    assert_eq!(s.keys.revoke_key("0000000000000000", at(30)).await.expect("revoke_key"), None);
+}
+
+pub async fn key_directory_keeps_tenant_settings(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let acme = crate::domain::Tenant::parse("acme").unwrap();
+    assert_eq!(s.keys.tenant_settings(&acme).await.expect("tenant_settings"), None);
+    let settings = crate::ports::TenantSettings { email_from: Some("Acme <no-reply@acme.example>".into()), sms_sender_id: Some("ACME".into()) };
+    s.keys.put_tenant_settings(&acme, &settings).await.expect("put_tenant_settings");
+    assert_eq!(s.keys.tenant_settings(&acme).await.expect("tenant_settings"), Some(settings));
+    assert_eq!(s.keys.tenant_settings(&crate::domain::Tenant::parse("globex").unwrap()).await.expect("tenant_settings"), None);
+    assert_eq!(s.keys.find_key(&"a".repeat(64)).await.expect("find_key"), None, "settings are not keys");
+    assert!(s.keys.list_keys(None).await.expect("list_keys").is_empty(), "nor listed as keys");
 }

@@ -195,6 +195,13 @@ pub async fn handle_ses_event(deps: &FeedbackDeps, message: &str) -> Result<Feed
         .flatten()
         .find_map(|t| t.parse::<Timestamp>().ok())
         .unwrap_or_else(|| deps.clock.now());
+    // The suppression goes on the list of the tenant whose message bounced (the default tenant's
+    // when the message is not known: untagged, or its notification expired).
+    let tenant = match &notification_id {
+        Some(id) => deps.notifications.get(id).await?.map(|n| crate::domain::Tenant::of(n.user_id.as_str())),
+        None => None,
+    }
+    .unwrap_or_else(crate::domain::Tenant::default_tenant);
     let mut suppressed = 0;
     for recipient in recipients {
         let address = bare_address(&recipient.email_address);
@@ -202,7 +209,7 @@ pub async fn handle_ses_event(deps: &FeedbackDeps, message: &str) -> Result<Feed
             continue;
         }
         let suppression =
-            Suppression { channel: Channel::Email, address: address.to_owned(), reason, created_at, notification_id: notification_id.clone() };
+            Suppression { tenant: tenant.clone(), channel: Channel::Email, address: address.to_owned(), reason, created_at, notification_id: notification_id.clone() };
         deps.suppressions.suppress(&suppression).await?;
         suppressed += 1;
     }
@@ -274,7 +281,7 @@ mod tests {
     }
 
     async fn listed(h: &Harness) -> Vec<Suppression> {
-        h.store.inner.list_suppressions(100, None).await.unwrap().items
+        h.store.inner.list_suppressions(&crate::domain::Tenant::default_tenant(), 100, None).await.unwrap().items
     }
 
     /// The sample's notification, seeded and sent.
@@ -297,7 +304,7 @@ mod tests {
             outcomes,
             [FeedbackOutcome::Suppressed { reason: SuppressionReason::HardBounce, recipients: 1, notification: Marked::Failed(id.clone()) }]
         );
-        assert!(h.store.inner.is_suppressed(Channel::Email, EMAIL).await.unwrap());
+        assert!(h.store.inner.is_suppressed(&crate::domain::Tenant::default_tenant(), Channel::Email, EMAIL).await.unwrap());
         let suppressions = listed(&h).await;
         assert_eq!(suppressions.len(), 1);
         assert_eq!(suppressions[0].reason, SuppressionReason::HardBounce);
@@ -341,7 +348,7 @@ mod tests {
             }]
         );
         assert_eq!(h.notification(&job.notification_id).await.status, Status::Pending);
-        assert!(h.store.inner.is_suppressed(Channel::Email, EMAIL).await.unwrap());
+        assert!(h.store.inner.is_suppressed(&crate::domain::Tenant::default_tenant(), Channel::Email, EMAIL).await.unwrap());
 
         // Unknown notification, or none tagged: the address is suppressed all the same.
         let h = Harness::new().await;
@@ -355,8 +362,8 @@ mod tests {
         });
         let outcomes = handle_feedback(&deps(&h), &untagged).await.unwrap();
         assert_eq!(outcomes, [FeedbackOutcome::Suppressed { reason: SuppressionReason::HardBounce, recipients: 2, notification: Marked::NotNamed }]);
-        assert!(h.store.inner.is_suppressed(Channel::Email, "someone@example.com").await.unwrap(), "the bare address, any case");
-        assert!(h.store.inner.is_suppressed(Channel::Email, "other@example.com").await.unwrap());
+        assert!(h.store.inner.is_suppressed(&crate::domain::Tenant::default_tenant(), Channel::Email, "someone@example.com").await.unwrap(), "the bare address, any case");
+        assert!(h.store.inner.is_suppressed(&crate::domain::Tenant::default_tenant(), Channel::Email, "other@example.com").await.unwrap());
     }
 
     #[tokio::test]
@@ -410,7 +417,7 @@ mod tests {
         let id = sent_email(&h).await;
         h.store.fail_next("transition", 1);
         assert!(matches!(handle_feedback(&deps(&h), &sns(BOUNCE)).await, Err(StoreError::Unavailable(_))));
-        assert!(h.store.inner.is_suppressed(Channel::Email, EMAIL).await.unwrap(), "suppressed before the failure");
+        assert!(h.store.inner.is_suppressed(&crate::domain::Tenant::default_tenant(), Channel::Email, EMAIL).await.unwrap(), "suppressed before the failure");
         assert_eq!(h.notification(&id).await.status, Status::Sent);
 
         h.store.fail_next("suppress", 1);

@@ -147,19 +147,19 @@ pub fn mint_ws_token(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Result
 }
 
 /// `GET /v1/suppressions`: every suppressed address, newest first.
-pub async fn list_suppressions(deps: &QueryDeps, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Suppression>, QueryError> {
+pub async fn list_suppressions(deps: &QueryDeps, tenant: &Tenant, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Suppression>, QueryError> {
     let limit = limit.unwrap_or(20).clamp(1, 100);
-    Ok(deps.suppressions.list_suppressions(limit, cursor).await?)
+    Ok(deps.suppressions.list_suppressions(tenant, limit, cursor).await?)
 }
 
 /// `DELETE /v1/suppressions/{channel}/{address}`: lifts it (e-mail addresses in any case);
 /// `NotFound` when there was none.
-pub async fn remove_suppression(deps: &QueryDeps, channel: &str, address: &str) -> Result<(), QueryError> {
+pub async fn remove_suppression(deps: &QueryDeps, tenant: &Tenant, channel: &str, address: &str) -> Result<(), QueryError> {
     let channel: Channel = channel.parse().map_err(|m: String| QueryError::Invalid(vec![FieldError::new("/channel", m)]))?;
     if address.trim().is_empty() {
         return Err(QueryError::NotFound);
     }
-    match deps.suppressions.remove_suppression(channel, address).await? {
+    match deps.suppressions.remove_suppression(tenant, channel, address).await? {
         true => Ok(()),
         false => Err(QueryError::NotFound),
     }

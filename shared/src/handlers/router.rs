@@ -34,6 +34,8 @@ pub struct RouterDeps {
     pub retry: RetryPolicy,
     /// Where final statuses are announced to the producer.
     pub callbacks: super::callbacks::StatusCallbacks,
+    /// Each tenant's sender identity (e-mail `From`, SMS sender id), stamped on its messages.
+    pub tenants: Arc<crate::ports::TenantSettingsCache>,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -96,6 +98,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
     let user_view = json!({ "id": crate::domain::tenant::local_part(event.user_id.as_str()), "locale": profile.locale, "timezone": profile.timezone });
     let event_view = json!({ "event_id": crate::domain::tenant::local_part(event.event_id.as_str()), "event_type": event.event_type, "occurred_at": event.occurred_at });
 
+    let sender = deps.tenants.get(&crate::domain::Tenant::of(event.user_id.as_str()), now).await.map_err(transient)?;
     let mut routed = Vec::new();
     let mut outgoing: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();
     // Notifications that failed here (template errors) and owe their fallback.
@@ -110,7 +113,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
         let mut decision = decide(channel, event_type.category.as_deref(), &profile, &preferences);
         if let Decision::Deliver(address) = &decision
             && let Some(raw) = suppressible_address(address)
-            && deps.suppressions.is_suppressed(channel, raw).await.map_err(transient)?
+            && deps.suppressions.is_suppressed(&crate::domain::Tenant::of(event.user_id.as_str()), channel, raw).await.map_err(transient)?
         {
             decision = Decision::Skip(reason::SUPPRESSED);
         }
@@ -137,7 +140,10 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                         notification.last_error = Some(message);
                         notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                     }
-                    Ok(message) => {
+                    Ok(mut message) => {
+                        if let Some(sender) = &sender {
+                            crate::ports::keys::stamp_sender(sender, channel, &mut message);
+                        }
                         notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
                         if let Some(at) = deliver_at {
                             notification.status = Status::Scheduled;
@@ -281,6 +287,36 @@ mod tests {
         assert_eq!((emails[0].accepted_at, emails[0].redrives), (t0(), 0));
         let sms_like = h.queue.sent().iter().filter(|(q, _)| q.contains("sms")).count();
         assert_eq!(sms_like, 0, "no fallback channel without a failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenants_messages_carry_its_sender_identity_and_its_suppressions_only() {
+        use crate::domain::Tenant;
+        use crate::ports::{KeyDirectory, TenantSettings};
+        let h = Harness::new().await;
+        let acme = Tenant::parse("acme").unwrap();
+        let from = "Acme <no-reply@acme.example>";
+        h.store.inner.put_tenant_settings(&acme, &TenantSettings { email_from: Some(from.into()), sms_sender_id: Some("ACME".into()) }).await.unwrap();
+        h.store.inner.put_profile(&acme.user(&user()), &profile()).await.unwrap();
+        let local = event("order.completed", "evt-1");
+        let scoped = Event { event_id: acme.event(&local.event_id), user_id: acme.user(&local.user_id), ..local.clone() };
+        // The default tenant suppressed the address; acme did not.
+        let bounced = crate::ports::Suppression { tenant: Tenant::default_tenant(), channel: Channel::Email, address: EMAIL.into(), reason: crate::ports::SuppressionReason::HardBounce, created_at: t0(), notification_id: None };
+        h.store.inner.suppress(&bounced).await.unwrap();
+
+        let job = h.route_job(&scoped).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let emails: Vec<SendJob> = h.take("send-email-fast.fifo").await;
+        assert_eq!(emails.len(), 1, "another tenant's suppression does not hold");
+        assert_eq!(emails[0].message.part(crate::ports::keys::FROM_PART), from);
+        assert_eq!(emails[0].user_id.as_str(), "acme#u-42");
+
+        let job = h.route_job(&local).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let emails: Vec<SendJob> = h.take("send-email-fast.fifo").await;
+        assert!(emails.is_empty(), "the default tenant's own suppression holds");
+        let n = stored(&h, &job).await;
+        assert_eq!(n[0].reason.as_deref(), Some(reason::SUPPRESSED));
     }
 
     #[tokio::test(start_paused = true)]
@@ -438,6 +474,7 @@ mod tests {
         use crate::ports::{Suppression, SuppressionReason, SuppressionStore};
         let h = Harness::new().await;
         let bounced = Suppression {
+            tenant: crate::domain::Tenant::default_tenant(),
             channel: Channel::Email,
             address: EMAIL.to_uppercase(),
             reason: SuppressionReason::HardBounce,
@@ -457,7 +494,7 @@ mod tests {
         assert_each_queue_holds_one(&h, &["send-push-fast.fifo", "send-websocket-fast.fifo"]).await;
 
         // Lifted: the next event is delivered.
-        assert!(h.store.inner.remove_suppression(Channel::Email, EMAIL).await.unwrap());
+        assert!(h.store.inner.remove_suppression(&crate::domain::Tenant::default_tenant(), Channel::Email, EMAIL).await.unwrap());
         let next = h.route_job(&event("order.completed", "evt-order-A-18")).await;
         assert_eq!(handle(&h, &next, 1).await, RecordOutcome::Done);
         assert_eq!(stored(&h, &next).await[0].status, Status::Pending);

@@ -245,6 +245,7 @@ async fn suppress_unreachable(deps: &SendDeps, job: &SendJob, why: &str) -> Resu
         return Ok(reason::UNREACHABLE.to_owned());
     };
     let suppression = Suppression {
+        tenant: crate::domain::Tenant::of(job.user_id.as_str()),
         channel: job.channel,
         address: address.to_owned(),
         reason: reason_kind,

@@ -282,16 +282,43 @@ impl SuppressionStore for FlakyStore {
         self.run("suppress", self.inner.suppress(suppression)).await
     }
 
-    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        self.run("is_suppressed", self.inner.is_suppressed(channel, address)).await
+    async fn is_suppressed(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        self.run("is_suppressed", self.inner.is_suppressed(tenant, channel, address)).await
     }
 
-    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
-        self.run("list_suppressions", self.inner.list_suppressions(limit, cursor)).await
+    async fn list_suppressions(&self, tenant: &crate::domain::Tenant, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+        self.run("list_suppressions", self.inner.list_suppressions(tenant, limit, cursor)).await
     }
 
-    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        self.run("remove_suppression", self.inner.remove_suppression(channel, address)).await
+    async fn remove_suppression(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        self.run("remove_suppression", self.inner.remove_suppression(tenant, channel, address)).await
+    }
+}
+
+#[async_trait]
+impl crate::ports::KeyDirectory for FlakyStore {
+    async fn find_key(&self, key_hash: &str) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        self.run("find_key", self.inner.find_key(key_hash)).await
+    }
+
+    async fn put_key(&self, key: &crate::ports::StoredKey) -> Result<(), StoreError> {
+        self.run("put_key", self.inner.put_key(key)).await
+    }
+
+    async fn list_keys(&self, tenant: Option<&crate::domain::Tenant>) -> Result<Vec<crate::ports::StoredKey>, StoreError> {
+        self.run("list_keys", self.inner.list_keys(tenant)).await
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        self.run("revoke_key", self.inner.revoke_key(key_id, at)).await
+    }
+
+    async fn tenant_settings(&self, tenant: &crate::domain::Tenant) -> Result<Option<crate::ports::TenantSettings>, StoreError> {
+        self.run("tenant_settings", self.inner.tenant_settings(tenant)).await
+    }
+
+    async fn put_tenant_settings(&self, tenant: &crate::domain::Tenant, settings: &crate::ports::TenantSettings) -> Result<(), StoreError> {
+        self.run("put_tenant_settings", self.inner.put_tenant_settings(tenant, settings)).await
     }
 }
 

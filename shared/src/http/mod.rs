@@ -400,19 +400,19 @@ async fn list_notifications(
 }
 
 /// `GET /v1/suppressions?limit=&cursor=`: `{"items": [...], "next_cursor": ...}`, newest first.
-async fn list_suppressions(State(deps): State<Arc<QueryDeps>>, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn list_suppressions(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let Ok(Query(page)) = query else {
         return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
     };
-    match queries::list_suppressions(&deps, page.limit, page.cursor.as_deref()).await {
+    match queries::list_suppressions(&deps, &tenant, page.limit, page.cursor.as_deref()).await {
         Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
         Err(e) => query_problem(e, "suppression"),
     }
 }
 
 /// `DELETE /v1/suppressions/{channel}/{address}`: `204` lifted, `404` there was none.
-async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Path((channel, address)): Path<(String, String)>) -> Response {
-    match queries::remove_suppression(&deps, &channel, &address).await {
+async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path((channel, address)): Path<(String, String)>) -> Response {
+    match queries::remove_suppression(&deps, &tenant, &channel, &address).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => query_problem(e, "suppression"),
     }

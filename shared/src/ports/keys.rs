@@ -29,6 +29,11 @@ impl StoredKey {
     }
 }
 
+/// The message part an e-mail's `From` travels in when its tenant set one (the router adds it).
+pub const FROM_PART: &str = "from";
+/// The message part an SMS sender id travels in when its tenant set one.
+pub const SENDER_ID_PART: &str = "sender_id";
+
 /// A tenant's defaults for sender identity, used when a message names none of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
@@ -53,4 +58,48 @@ pub trait KeyDirectory: Send + Sync {
     async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<StoredKey>, StoreError>;
     async fn tenant_settings(&self, tenant: &Tenant) -> Result<Option<TenantSettings>, StoreError>;
     async fn put_tenant_settings(&self, tenant: &Tenant, settings: &TenantSettings) -> Result<(), StoreError>;
+}
+
+/// How long the router trusts a tenant's settings before reading them again.
+pub const TENANT_SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Tenants' settings behind a short cache: one read per tenant a minute, not one per event.
+pub struct TenantSettingsCache {
+    directory: std::sync::Arc<dyn KeyDirectory>,
+    cache: std::sync::Mutex<std::collections::HashMap<Tenant, (Option<TenantSettings>, Timestamp)>>,
+}
+
+impl TenantSettingsCache {
+    pub fn new(directory: std::sync::Arc<dyn KeyDirectory>) -> Self {
+        Self { directory, cache: Default::default() }
+    }
+
+    /// The tenant's settings (none for the default tenant: its sender identity is the
+    /// functions' own configuration).
+    pub async fn get(&self, tenant: &Tenant, now: Timestamp) -> Result<Option<TenantSettings>, StoreError> {
+        if tenant.is_default() {
+            return Ok(None);
+        }
+        if let Some((settings, until)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+            if now < *until {
+                return Ok(settings.clone());
+            }
+        }
+        let settings = self.directory.tenant_settings(tenant).await?;
+        let until = now.checked_add(TENANT_SETTINGS_TTL).unwrap_or(now);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.clone(), (settings.clone(), until));
+        Ok(settings)
+    }
+}
+
+/// Stamps a tenant's sender identity on a message of its channel (e-mail `From`, SMS sender id).
+pub fn stamp_sender(settings: &TenantSettings, channel: crate::domain::Channel, message: &mut super::RenderedMessage) {
+    let (part, value) = match channel {
+        crate::domain::Channel::Email => (FROM_PART, &settings.email_from),
+        crate::domain::Channel::Sms => (SENDER_ID_PART, &settings.sms_sender_id),
+        _ => return,
+    };
+    if let Some(value) = value {
+        message.parts.insert(part.to_owned(), value.clone());
+    }
 }

@@ -11,7 +11,7 @@ pub mod suppression;
 
 pub use clock::{Clock, SystemClock};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
-pub use keys::{KeyDirectory, StoredKey, TenantSettings};
+pub use keys::{KeyDirectory, StoredKey, TenantSettings, TenantSettingsCache};
 pub use pacing::{Pace, RateLimiter};
 pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 pub use suppression::{Suppression, SuppressionReason, SuppressionStore, suppression_key};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Page, StoreError};
 use super::Address;
-use crate::domain::{Channel, NotificationId};
+use crate::domain::{Channel, NotificationId, Tenant};
 
 /// Why an address is suppressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ impl SuppressionReason {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suppression {
+    /// Whose list it is on: a suppression holds for its tenant's users only.
+    #[serde(default = "Tenant::default_tenant", skip_serializing_if = "Tenant::is_default")]
+    pub tenant: Tenant,
     pub channel: Channel,
     /// As the channel's address is written on a profile; compared by [`suppression_key`].
     pub address: String,
@@ -47,13 +50,15 @@ pub struct Suppression {
 }
 
 /// The form an address is compared in: e-mail addresses case-insensitively, everything else as
-/// written, trimmed; prefixed with the channel (`email:olena@example.com`).
-pub fn suppression_key(channel: Channel, address: &str) -> String {
+/// written, trimmed; prefixed with the channel (`email:olena@example.com`), and with the tenant
+/// but for the default one (`acme#email:olena@example.com`).
+pub fn suppression_key(tenant: &Tenant, channel: Channel, address: &str) -> String {
     let address = address.trim();
-    match channel {
+    let key = match channel {
         Channel::Email => format!("{channel}:{}", address.to_lowercase()),
         _ => format!("{channel}:{address}"),
-    }
+    };
+    if tenant.is_default() { key } else { format!("{tenant}#{key}") }
 }
 
 /// The address a delivery would go to, as suppressions name it: e-mail, SMS, WhatsApp,
@@ -74,11 +79,11 @@ pub fn suppressible_address(address: &Address) -> Option<&str> {
 pub trait SuppressionStore: Send + Sync {
     /// Records (or replaces) the suppression of its channel and address.
     async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError>;
-    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError>;
-    /// Every suppression, newest first, paginated.
-    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError>;
+    async fn is_suppressed(&self, tenant: &Tenant, channel: Channel, address: &str) -> Result<bool, StoreError>;
+    /// Every suppression of the tenant, newest first, paginated.
+    async fn list_suppressions(&self, tenant: &Tenant, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError>;
     /// Lifts it; answers whether there was one.
-    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError>;
+    async fn remove_suppression(&self, tenant: &Tenant, channel: Channel, address: &str) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]
@@ -87,9 +92,11 @@ mod tests {
 
     #[test]
     fn keys_fold_case_for_email_only() {
-        assert_eq!(suppression_key(Channel::Email, " Olena@Example.COM "), "email:olena@example.com");
-        assert_eq!(suppression_key(Channel::Telegram, "Chat-1"), "telegram:Chat-1");
-        assert_eq!(suppression_key(Channel::Sms, "+380501234567 "), "sms:+380501234567");
+        let default = Tenant::default_tenant();
+        assert_eq!(suppression_key(&default, Channel::Email, " Olena@Example.COM "), "email:olena@example.com");
+        assert_eq!(suppression_key(&default, Channel::Telegram, "Chat-1"), "telegram:Chat-1");
+        assert_eq!(suppression_key(&default, Channel::Sms, "+380501234567 "), "sms:+380501234567");
+        assert_eq!(suppression_key(&Tenant::parse("acme").unwrap(), Channel::Email, "A@x.io"), "acme#email:a@x.io");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | notifications | `notification_id` (S) | `by-event`: `event_id` / `channel`; `by-user`: `user_id` / `created_key` | claims and state changes; an event's notifications; a user's inbox, newest first |
 //! | users | `user_id` (S) | – | profile and preferences (attributes `profile`, `preferences`) |
 //! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections; item `#active-connections` counts them |
-//! | suppressions | `key` (S) = `suppression_key(channel, address)` | `newest`: `list` / `created_key` | whether to send to an address; every suppression, newest first |
+//! | suppressions | `key` (S) = `suppression_key(tenant, channel, address)` | `newest`: `list` / `created_key` | whether to send to an address; every suppression, newest first |
 //! | rate-limits | `pk` (S) = `{key}#{epoch second}` | – | a sending rate shared by every instance (attribute `sent`, N) |
 //!
 //! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
@@ -37,8 +37,9 @@ use crate::ports::{
 use crate::ports::{Pace, RateLimiter, Suppression, SuppressionStore, suppression_key};
 use crate::domain::Channel;
 
-/// Physical table names, from the environment on Lambda.
-#[derive(Clone, Debug)]
+/// Physical table names, from the environment on Lambda (an empty name: a table the function
+/// was not wired for).
+#[derive(Clone, Debug, Default)]
 pub struct TableNames {
     pub idempotency: String,
     pub events: String,
@@ -47,6 +48,7 @@ pub struct TableNames {
     pub connections: String,
     pub suppressions: String,
     pub rate_limits: String,
+    pub api_keys: String,
 }
 
 impl TableNames {
@@ -60,6 +62,7 @@ impl TableNames {
             connections: format!("{prefix}connections"),
             suppressions: format!("{prefix}suppressions"),
             rate_limits: format!("{prefix}rate-limits"),
+            api_keys: format!("{prefix}api-keys"),
         }
     }
 }
@@ -693,11 +696,16 @@ fn suppression_created_key(s: &Suppression, key: &str) -> String {
     format!("{:015}#{key}", s.created_at.as_millisecond().max(0))
 }
 
+/// The index partition of a tenant's suppressions (`suppressions`, `suppressions#acme`).
+fn suppression_list(tenant: &crate::domain::Tenant) -> String {
+    if tenant.is_default() { SUPPRESSION_LIST.to_owned() } else { format!("{SUPPRESSION_LIST}#{tenant}") }
+}
+
 fn suppression_item(s: &Suppression) -> Result<Item, StoreError> {
-    let key = suppression_key(s.channel, &s.address);
+    let key = suppression_key(&s.tenant, s.channel, &s.address);
     let mut item: Item = serde_dynamo::to_item(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     item.insert("created_key".into(), AttributeValue::S(suppression_created_key(s, &key)));
-    item.insert("list".into(), AttributeValue::S(SUPPRESSION_LIST.into()));
+    item.insert("list".into(), AttributeValue::S(suppression_list(&s.tenant)));
     item.insert("key".into(), AttributeValue::S(key));
     Ok(item)
 }
@@ -714,13 +722,13 @@ fn encode_suppression_cursor(key: &Item) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&map).unwrap_or_default())
 }
 
-fn decode_suppression_cursor(raw: &str) -> Option<Item> {
+fn decode_suppression_cursor(raw: &str, list: &str) -> Option<Item> {
     let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
     let map: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
     if map.len() != SUPPRESSION_CURSOR_FIELDS.len() || SUPPRESSION_CURSOR_FIELDS.iter().any(|f| !map.contains_key(*f)) {
         return None;
     }
-    if map.get("list").map(String::as_str) != Some(SUPPRESSION_LIST) {
+    if map.get("list").map(String::as_str) != Some(list) {
         return None;
     }
     Some(map.into_iter().map(|(k, v)| (k, s(v))).collect())
@@ -742,12 +750,12 @@ impl SuppressionStore for DynamoStore {
         Ok(())
     }
 
-    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+    async fn is_suppressed(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.tables.suppressions)
-            .key("key", s(suppression_key(channel, address)))
+            .key("key", s(suppression_key(tenant, channel, address)))
             .projection_expression("#k")
             .expression_attribute_names("#k", "key")
             .consistent_read(true)
@@ -757,11 +765,12 @@ impl SuppressionStore for DynamoStore {
         Ok(out.item.is_some_and(|item| !item.is_empty()))
     }
 
-    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+    async fn list_suppressions(&self, tenant: &crate::domain::Tenant, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
         let limit = limit.clamp(1, 100);
+        let list = suppression_list(tenant);
         let start = match cursor {
             None => None,
-            Some(raw) => match decode_suppression_cursor(raw) {
+            Some(raw) => match decode_suppression_cursor(raw, &list) {
                 Some(key) => Some(key),
                 None => return Ok(Page { items: Vec::new(), next: None }),
             },
@@ -775,7 +784,7 @@ impl SuppressionStore for DynamoStore {
             .index_name(NEWEST_INDEX)
             .key_condition_expression("#list = :list")
             .expression_attribute_names("#list", "list")
-            .expression_attribute_values(":list", s(SUPPRESSION_LIST))
+            .expression_attribute_values(":list", s(list))
             .scan_index_forward(false)
             .limit(limit as i32 + 1)
             .set_exclusive_start_key(start)
@@ -794,12 +803,12 @@ impl SuppressionStore for DynamoStore {
         Ok(Page { items, next })
     }
 
-    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
+    async fn remove_suppression(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.tables.suppressions)
-            .key("key", s(suppression_key(channel, address)))
+            .key("key", s(suppression_key(tenant, channel, address)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -845,5 +854,130 @@ impl RateLimiter for DynamoStore {
             Err(e) if is_condition_failure(&e) => Ok(Pace::Wait(crate::ports::pacing::until_next_second(now))),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key directory: `api-keys`, partition key `pk` (S): `key#<hex SHA-256>` for a key,
+// `tenant#<name>` for a tenant's settings. A small table (one item per key and tenant), read
+// by `GetItem` on an API call the cache has not seen; listing and revoking by id scan it.
+
+const KEY_PREFIX: &str = "key#";
+const TENANT_PREFIX: &str = "tenant#";
+
+fn key_item(key: &crate::ports::StoredKey) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert("pk".into(), s(format!("{KEY_PREFIX}{}", key.key_hash)));
+    Ok(item)
+}
+
+fn key_from(mut item: Item) -> Result<crate::ports::StoredKey, StoreError> {
+    item.remove("pk");
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("stored API key cannot be read: {e}")))
+}
+
+impl DynamoStore {
+    /// Every key item (the table is small: one item per key), following the scan's pages.
+    async fn all_keys(&self) -> Result<Vec<crate::ports::StoredKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.tables.api_keys)
+                .filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", s(KEY_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items.unwrap_or_default() {
+                keys.push(key_from(item)?);
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(keys),
+            }
+        }
+    }
+}
+
+/// Reads: one consistent `GetItem` per key lookup. Writes: `PutItem` to create, one conditional
+/// `UpdateItem` (`if_not_exists`) to revoke.
+#[async_trait]
+impl crate::ports::KeyDirectory for DynamoStore {
+    async fn find_key(&self, key_hash: &str) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.api_keys)
+            .key("pk", s(format!("{KEY_PREFIX}{key_hash}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.filter(|i| !i.is_empty()).map(key_from).transpose()
+    }
+
+    async fn put_key(&self, key: &crate::ports::StoredKey) -> Result<(), StoreError> {
+        self.client.put_item().table_name(&self.tables.api_keys).set_item(Some(key_item(key)?)).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: Option<&crate::domain::Tenant>) -> Result<Vec<crate::ports::StoredKey>, StoreError> {
+        let mut keys = self.all_keys().await?;
+        keys.retain(|k| tenant.is_none_or(|t| k.tenant == *t));
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        let Some(key) = self.all_keys().await?.into_iter().find(|k| k.key_id == key_id) else {
+            return Ok(None);
+        };
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.api_keys)
+            .key("pk", s(format!("{KEY_PREFIX}{}", key.key_hash)))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", s(at.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes.map(key_from).transpose(),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn tenant_settings(&self, tenant: &crate::domain::Tenant) -> Result<Option<crate::ports::TenantSettings>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.api_keys)
+            .key("pk", s(format!("{TENANT_PREFIX}{tenant}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.item.filter(|i| !i.is_empty()) {
+            None => Ok(None),
+            Some(mut item) => {
+                item.remove("pk");
+                serde_dynamo::from_item(item).map(Some).map_err(|e| StoreError::Corrupt(format!("stored tenant settings cannot be read: {e}")))
+            }
+        }
+    }
+
+    async fn put_tenant_settings(&self, tenant: &crate::domain::Tenant, settings: &crate::ports::TenantSettings) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.insert("pk".into(), s(format!("{TENANT_PREFIX}{tenant}")));
+        self.client.put_item().table_name(&self.tables.api_keys).set_item(Some(item)).send().await.map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -61,7 +61,11 @@ impl ChannelSender for SesEmailSender {
         let result = self
             .client
             .send_email()
-            .from_email_address(&self.from)
+            // The tenant's own `From` when it set one (the router stamps it), else the function's.
+            .from_email_address(match m.part(crate::ports::keys::FROM_PART) {
+                "" => self.from.as_str(),
+                tenant_from => tenant_from,
+            })
             .destination(Destination::builder().to_addresses(to).build())
             .content(EmailContent::builder().simple(message).build())
             .set_configuration_set_name(self.configuration_set.clone())

@@ -64,7 +64,9 @@ impl ChannelSender for SnsSmsSender {
             .phone_number(number)
             .message(d.message.part("text"))
             .message_attributes("AWS.SNS.SMS.SMSType", attribute("Transactional")?);
-        if let Some(id) = &self.sender_id {
+        // The tenant's own sender id when it set one (the router stamps it), else the function's.
+        let tenant_id = Some(d.message.part(crate::ports::keys::SENDER_ID_PART)).filter(|id| !id.is_empty());
+        if let Some(id) = tenant_id.or(self.sender_id.as_deref()) {
             publish = publish.message_attributes("AWS.SNS.SMS.SenderID", attribute(id)?);
         }
         let out = publish.send().await.map_err(sdk_error)?;

@@ -429,7 +429,7 @@ fn suppression_sort_key(s: &Suppression, key: &str) -> SuppressionSortKey {
 impl SuppressionStore for MemoryStore {
     async fn suppress(&self, suppression: &Suppression) -> Result<(), StoreError> {
         let value = encode(suppression, "suppression")?;
-        let key = suppression_key(suppression.channel, &suppression.address);
+        let key = suppression_key(&suppression.tenant, suppression.channel, &suppression.address);
         let mut t = self.tables();
         if let Some(old) = t.suppressions.get(&key) {
             let old: Suppression = decode(old, "suppression")?;
@@ -440,11 +440,11 @@ impl SuppressionStore for MemoryStore {
         Ok(())
     }
 
-    async fn is_suppressed(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        Ok(self.tables().suppressions.contains_key(&suppression_key(channel, address)))
+    async fn is_suppressed(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        Ok(self.tables().suppressions.contains_key(&suppression_key(tenant, channel, address)))
     }
 
-    async fn list_suppressions(&self, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
+    async fn list_suppressions(&self, tenant: &crate::domain::Tenant, limit: usize, cursor: Option<&str>) -> Result<Page<Suppression>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let start = match cursor {
             None => None,
@@ -458,6 +458,10 @@ impl SuppressionStore for MemoryStore {
             Some(after) => Box::new(t.suppressions_by_time.range(..after.clone()).rev()),
             None => Box::new(t.suppressions_by_time.iter().rev()),
         };
+        // The tenant's own, as DynamoDB's per-tenant index partition holds them.
+        let mut remaining = remaining.by_ref().filter(|key| {
+            t.suppressions.get(&key.1).and_then(|v| decode::<Suppression>(v, "suppression").ok()).is_some_and(|s| s.tenant == *tenant)
+        });
         let mut items = Vec::with_capacity(limit);
         let mut last = None;
         for key in remaining.by_ref() {
@@ -477,8 +481,8 @@ impl SuppressionStore for MemoryStore {
         Ok(Page { items, next })
     }
 
-    async fn remove_suppression(&self, channel: Channel, address: &str) -> Result<bool, StoreError> {
-        let key = suppression_key(channel, address);
+    async fn remove_suppression(&self, tenant: &crate::domain::Tenant, channel: Channel, address: &str) -> Result<bool, StoreError> {
+        let key = suppression_key(tenant, channel, address);
         let mut t = self.tables();
         let Some(old) = t.suppressions.remove(&key) else {
             return Ok(false);
