@@ -325,6 +325,9 @@ impl<S: NotificationStore> NotificationStore for FaultyStore<S> {
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
         faulty_read!(self, self.inner.list_for_event(event_id))
     }
+    async fn mark(&self, id: &NotificationId, owner: &UserId, mark: shared::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
+        faulty_write!(self, self.inner.mark(id, owner, mark, at))
+    }
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
         faulty_read!(self, self.inner.list_for_user(user_id, limit, cursor))
     }

@@ -13,7 +13,7 @@ pub mod tenant;
 pub use channel::{Channel, Lane, Priority};
 pub use event::Event;
 pub use ids::{EventId, NotificationId, UserId};
-pub use notification::{AttemptChange, FallbackProgress, Guard, Notification, Status, Transition};
+pub use notification::{AttemptChange, FallbackProgress, Guard, InboxMark, Notification, Status, Transition};
 pub use problem::FieldError;
 pub use profile::{Preferences, Profile};
 pub use tenant::Tenant;

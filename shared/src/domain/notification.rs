@@ -104,6 +104,16 @@ pub struct Notification {
     /// Title (push, websocket) or subject (email) for the in-app inbox; never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The in-app message's body (WebSocket channel only: the user's inbox shows it); never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Inbox state, set by the user (`/v1/me/notifications/...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +151,10 @@ impl Notification {
             provider_message_id: None,
             provider: None,
             title: None,
+            body: None,
+            seen_at: None,
+            read_at: None,
+            archived_at: None,
             created_at: now,
             updated_at: now,
             sent_at: None,
@@ -166,6 +180,42 @@ pub enum AttemptChange {
     /// Take back the attempt the claim counted: the provider asked us to slow down, which is
     /// not a failed attempt.
     Refund,
+}
+
+/// A change a user makes to a notification in their inbox; each has its undo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxMark {
+    Seen,
+    Unseen,
+    /// Read implies seen.
+    Read,
+    Unread,
+    Archived,
+    Unarchived,
+}
+
+impl InboxMark {
+    /// Applies the mark to a copy of `n` at `at` (a time already set is kept: marking twice
+    /// changes nothing); stores call this so every adapter changes the same fields.
+    pub fn apply(self, n: &Notification, at: Timestamp) -> Notification {
+        let mut out = n.clone();
+        match self {
+            InboxMark::Seen => out.seen_at = out.seen_at.or(Some(at)),
+            InboxMark::Unseen => {
+                out.seen_at = None;
+                out.read_at = None;
+            }
+            InboxMark::Read => {
+                out.read_at = out.read_at.or(Some(at));
+                out.seen_at = out.seen_at.or(Some(at));
+            }
+            InboxMark::Unread => out.read_at = None,
+            InboxMark::Archived => out.archived_at = out.archived_at.or(Some(at)),
+            InboxMark::Unarchived => out.archived_at = None,
+        }
+        out
+    }
 }
 
 /// A change of state, applied by a store only when its [`Guard`] holds at the moment of writing.

@@ -229,6 +229,10 @@ impl NotificationStore for FlakyStore {
         self.run("list_for_event", self.inner.list_for_event(event_id)).await
     }
 
+    async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
+        self.run("mark", self.inner.mark(id, owner, mark, at)).await
+    }
+
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
         self.run("list_for_user", self.inner.list_for_user(user_id, limit, cursor)).await
     }

@@ -116,6 +116,9 @@ pub trait NotificationStore: Send + Sync {
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError>;
     /// One user's notifications, newest first.
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError>;
+    /// Applies an inbox mark to a notification of `owner` (see [`InboxMark::apply`]); `None`
+    /// when there is no such notification of theirs.
+    async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -427,6 +427,37 @@ impl NotificationStore for DynamoStore {
         }
     }
 
+    /// One `UpdateItem` conditioned on the owner: a time already set is kept (`if_not_exists`),
+    /// an undo removes it.
+    async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
+        use crate::domain::InboxMark;
+        let update = match mark {
+            InboxMark::Seen => "SET seen_at = if_not_exists(seen_at, :at)",
+            InboxMark::Unseen => "REMOVE seen_at, read_at",
+            InboxMark::Read => "SET read_at = if_not_exists(read_at, :at), seen_at = if_not_exists(seen_at, :at)",
+            InboxMark::Unread => "REMOVE read_at",
+            InboxMark::Archived => "SET archived_at = if_not_exists(archived_at, :at)",
+            InboxMark::Unarchived => "REMOVE archived_at",
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.notifications)
+            .key("notification_id", s(id.as_str()))
+            .update_expression(update)
+            .condition_expression("user_id = :owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .return_values(ReturnValue::AllNew);
+        if update.contains(":at") {
+            request = request.expression_attribute_values(":at", to_av(&at)?);
+        }
+        match request.send().await {
+            Ok(out) => out.attributes.map(notification_from).transpose(),
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
         let (update, names, mut values) = transition_update(change)?;
         let condition = guard_condition(guard, &mut values)?;

@@ -277,6 +277,17 @@ impl NotificationStore for MemoryStore {
         Ok(TransitionOutcome::Applied(next))
     }
 
+    async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
+        let mut t = self.tables();
+        let Some(current) = t.notification(id.as_str())?.filter(|n| n.user_id == *owner) else {
+            return Ok(None);
+        };
+        let next = mark.apply(&current, at);
+        let value = encode(&next, "notification")?;
+        t.notifications.insert(id.as_str().to_owned(), value);
+        Ok(Some(next))
+    }
+
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
         let t = self.tables();
         let mut out = Vec::new();
