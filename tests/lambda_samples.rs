@@ -103,7 +103,7 @@ impl Platform {
 
     /// `api`'s app (functions/api/src/main.rs).
     fn api_app(&self) -> Router {
-        let deps = Arc::new(wiring::queries(&self.ports(), self.catalog.clone(), self.tokens.clone(), &Settings::default()));
+        let deps = Arc::new(wiring::queries(&self.ports(), self.catalog.clone(), self.tokens.clone(), Arc::new(shared::adapters::memory::MemoryConnectionPoster::default()), &Settings::default()));
         shared::http::api_routes(deps, self.keys.clone()).merge(shared::http::common_routes())
     }
 

@@ -289,7 +289,7 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     // Every function's dependencies, built as its Lambda main builds them.
     let ports = &a.ports;
     let ingest = Arc::new(wiring::ingest(ports, catalog.clone(), &settings));
-    let query = Arc::new(wiring::queries(ports, catalog.clone(), tokens.clone(), &settings));
+    let query = Arc::new(wiring::queries(ports, catalog.clone(), tokens.clone(), a.poster.clone(), &settings));
     let ws = Arc::new(wiring::ws(ports, tokens.clone()));
     let router = Arc::new(wiring::router(ports, catalog.clone(), &settings));
     let deferred = Arc::new(wiring::scheduler(ports, &settings));

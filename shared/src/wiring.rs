@@ -113,8 +113,9 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
     }
 }
 
-pub fn queries(ports: &Ports, catalog: Arc<Catalog>, tokens: Arc<WsTokens>, settings: &Settings) -> QueryDeps {
+pub fn queries(ports: &Ports, catalog: Arc<Catalog>, tokens: Arc<WsTokens>, poster: Arc<dyn crate::ports::ConnectionPoster>, settings: &Settings) -> QueryDeps {
     QueryDeps {
+        live: Arc::new(crate::handlers::ws::WebSocketFanout { connections: ports.connections.clone(), poster, clock: ports.clock.clone() }),
         catalog,
         callbacks: settings.callbacks(ports),
         events: ports.events.clone(),

@@ -15,16 +15,18 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions])?;
+    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions, Table::Connections])?;
     let settings = lambda::settings(&env)?;
     let catalog = lambda::catalog(&env)?;
 
-    let aws = AwsClients::new(&sdk_config().await);
+    let management_endpoint = lambda::ws_management_endpoint(&env)?;
+    let sdk = sdk_config().await;
+    let aws = AwsClients::new(&sdk);
     let keys = Arc::new(lambda::api_keys(&env, &aws)?);
     // The user-token key from Secrets Manager, then checked like any configuration.
     let tokens = Arc::new(lambda::ws_tokens(&env, &lambda::ws_token_secret(&aws, &env).await?)?);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
-    let deps = Arc::new(wiring::queries(&ports, catalog, tokens, &settings));
+    let deps = Arc::new(wiring::queries(&ports, catalog, tokens, Arc::new(lambda::connection_poster(&sdk, &management_endpoint)), &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

@@ -6,6 +6,7 @@ pub mod dead_letter;
 pub mod deferred;
 pub mod fallback;
 pub mod feedback;
+pub mod inbox;
 pub mod ingest;
 pub mod queries;
 pub mod router;

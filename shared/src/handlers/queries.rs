@@ -19,6 +19,8 @@ pub struct QueryDeps {
     pub suppressions: Arc<dyn SuppressionStore>,
     pub tokens: Arc<WsTokens>,
     pub clock: Arc<dyn Clock>,
+    /// The user's live WebSockets, told of every inbox change.
+    pub live: Arc<super::ws::WebSocketFanout>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -115,7 +117,12 @@ pub async fn get_profile(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Re
 }
 
 pub async fn put_preferences(deps: &QueryDeps, tenant: &Tenant, user_id: &str, body: &[u8]) -> Result<Preferences, QueryError> {
-    let user = parse_user_id(tenant, user_id)?;
+    set_preferences_of(deps, &parse_user_id(tenant, user_id)?, body).await
+}
+
+/// Replaces a user's preferences (the user's own, from the inbox, or through the API).
+pub async fn set_preferences_of(deps: &QueryDeps, user: &UserId, body: &[u8]) -> Result<Preferences, QueryError> {
+    let user = user.clone();
     let preferences: Preferences = parse_body(body)?;
     preferences.validate().map_err(QueryError::Invalid)?;
     deps.profiles.put_preferences(&user, &preferences).await?;
@@ -124,8 +131,11 @@ pub async fn put_preferences(deps: &QueryDeps, tenant: &Tenant, user_id: &str, b
 
 /// A user's preferences; none stored means everything is opted in.
 pub async fn get_preferences(deps: &QueryDeps, tenant: &Tenant, user_id: &str) -> Result<Preferences, QueryError> {
-    let user = parse_user_id(tenant, user_id)?;
-    Ok(deps.profiles.get_preferences(&user).await?.unwrap_or_default())
+    preferences_of(deps, &parse_user_id(tenant, user_id)?).await
+}
+
+pub async fn preferences_of(deps: &QueryDeps, user: &UserId) -> Result<Preferences, QueryError> {
+    Ok(deps.profiles.get_preferences(user).await?.unwrap_or_default())
 }
 
 pub async fn user_notifications(deps: &QueryDeps, tenant: &Tenant, user_id: &str, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Notification>, QueryError> {

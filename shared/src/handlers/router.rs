@@ -145,6 +145,10 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                             crate::ports::keys::stamp_sender(sender, channel, &mut message);
                         }
                         notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
+                        if channel == Channel::Websocket {
+                            // The in-app inbox shows it, long after the live frame.
+                            notification.body = message.parts.get("body").cloned();
+                        }
                         if let Some(at) = deliver_at {
                             notification.status = Status::Scheduled;
                             notification.deliver_after = Some(at);

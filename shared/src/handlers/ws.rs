@@ -81,16 +81,12 @@ pub struct WebSocketFanout {
     pub clock: Arc<dyn Clock>,
 }
 
-#[async_trait]
-impl ChannelSender for WebSocketFanout {
-    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
+impl WebSocketFanout {
+    /// Posts one frame to every live connection of the user; answers how many took it.
+    /// `Unreachable(no_live_connection)` when none is open, `Transient` when none took it.
+    pub async fn post_to_user(&self, user: &crate::domain::UserId, frame: &str) -> Result<usize, SendError> {
         let now = self.clock.now();
-        let live = self
-            .connections
-            .connections_of(delivery.user_id, now)
-            .await
-            .map_err(|e| SendError::Transient(e.to_string()))?;
-        let frame = notification_frame(&delivery, now);
+        let live = self.connections.connections_of(user, now).await.map_err(|e| SendError::Transient(e.to_string()))?;
         let mut delivered = 0usize;
         let mut last_error = None;
         for c in &live {
@@ -110,7 +106,16 @@ impl ChannelSender for WebSocketFanout {
         match (delivered, last_error) {
             (0, Some(e)) => Err(SendError::Transient(e)),
             (0, None) => Err(SendError::Unreachable(reason::NO_LIVE_CONNECTION.to_owned())),
-            (n, _) => Ok(ProviderReceipt::new(PROVIDER, format!("{n} connection(s)"))),
+            (n, _) => Ok(n),
         }
+    }
+}
+
+#[async_trait]
+impl ChannelSender for WebSocketFanout {
+    async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
+        let frame = notification_frame(&delivery, self.clock.now());
+        let n = self.post_to_user(delivery.user_id, &frame).await?;
+        Ok(ProviderReceipt::new(PROVIDER, format!("{n} connection(s)")))
     }
 }

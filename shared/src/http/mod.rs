@@ -260,8 +260,129 @@ pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
         .route("/v1/suppressions", get(list_suppressions))
         .route("/v1/suppressions/{channel}/{address}", delete(delete_suppression))
         .layer(DefaultBodyLimit::max(READ_LIMIT))
-        .with_state(deps)
+        .with_state(deps.clone())
         .layer(middleware::from_fn_with_state(keys, require_api_key))
+        .merge(me_routes(deps))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end-user inbox: `/v1/me/...`, called by a browser with the user's own user token.
+
+/// The inbox routes, behind [`require_user_token`] and open to browsers of any origin (the token
+/// travels in `Authorization`, never in a cookie, so another site cannot ride on it).
+pub fn me_routes(deps: Arc<QueryDeps>) -> Router {
+    Router::new()
+        .route("/v1/me/notifications", get(me_feed))
+        .route("/v1/me/notifications/counts", get(me_counts))
+        .route("/v1/me/notifications/mark", post(me_mark))
+        .route("/v1/me/notifications/read-all", post(me_read_all))
+        .route("/v1/me/preferences", get(me_get_preferences).put(me_put_preferences))
+        .layer(DefaultBodyLimit::max(READ_LIMIT))
+        .with_state(deps.clone())
+        .layer(middleware::from_fn_with_state(deps, require_user_token))
+        .layer(middleware::from_fn(cors))
+}
+
+/// Requires `Authorization: Bearer <user token>` (minted by `POST /v1/users/{user_id}/ws-token`)
+/// and hands the handlers the user it names.
+pub async fn require_user_token(State(deps): State<Arc<QueryDeps>>, mut request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = crate::auth::api_keys::presented_key(authorization).unwrap_or_default();
+    match deps.tokens.verify(token, deps.clock.now()) {
+        Ok(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        Err(_) => Problem::unauthorized().into_response(),
+    }
+}
+
+/// CORS for the browser routes: a preflight is answered here; every answer allows any origin
+/// to read it with a bearer token.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == http::Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, PUT, POST, OPTIONS"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    #[serde(default)]
+    view: crate::handlers::inbox::FeedView,
+}
+
+/// `GET /v1/me/notifications?view=inbox|unread|archived|all&limit=&cursor=`.
+async fn me_feed(
+    State(deps): State<Arc<QueryDeps>>,
+    Extension(user): Extension<crate::domain::UserId>,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return Problem::invalid(vec![crate::domain::FieldError::new("", "limit must be a whole number from 1 to 100; view one of inbox, unread, archived, all")]).into_response();
+    };
+    match crate::handlers::inbox::feed(&deps, &user, q.view, q.limit, q.cursor.as_deref()).await {
+        Ok(feed) => ok_json(&feed),
+        Err(e) => query_problem(e, "notification"),
+    }
+}
+
+async fn me_counts(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
+    match crate::handlers::inbox::counts(&deps, &user).await {
+        Ok(counts) => ok_json(&counts),
+        Err(e) => query_problem(e, "notification"),
+    }
+}
+
+async fn me_mark(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Problem::malformed("the body is not JSON").into_response();
+    }
+    match crate::handlers::inbox::mark(&deps, &user, &body).await {
+        Ok(marked) => ok_json(&marked),
+        Err(e) => query_problem(e, "notification"),
+    }
+}
+
+async fn me_read_all(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
+    match crate::handlers::inbox::mark_all_read(&deps, &user).await {
+        Ok(done) => ok_json(&done),
+        Err(e) => query_problem(e, "notification"),
+    }
+}
+
+async fn me_get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
+    match queries::preferences_of(&deps, &user).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
+}
+
+async fn me_put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Problem::malformed("the body is not JSON").into_response();
+    }
+    match queries::set_preferences_of(&deps, &user, &body).await {
+        Ok(p) => ok_json(&p),
+        Err(e) => query_problem(e, "user"),
+    }
 }
 
 /// Routes every deployment serves: liveness, and problem+json for unknown paths.
