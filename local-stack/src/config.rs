@@ -412,6 +412,7 @@ async fn aws_backend(args: &Args) -> Result<AwsBackend, String> {
                 connections: table(vars::CONNECTIONS_TABLE)?,
                 suppressions: table(vars::SUPPRESSIONS_TABLE)?,
                 rate_limits: table(vars::RATE_LIMITS_TABLE)?,
+                dead_letters: table(vars::DEAD_LETTERS_TABLE)?,
             },
         }
     };

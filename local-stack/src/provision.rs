@@ -463,6 +463,7 @@ async fn run(sdk: &SdkConfig, template_path: &Path, options: &ProvisionOptions, 
         connections: table("connections")?,
         suppressions: table("suppressions")?,
         rate_limits: table("rate-limits")?,
+        dead_letters: table("dead-letters")?,
     };
     Ok(Provisioned { stack_name: options.stack_name.clone(), queues, tables })
 }

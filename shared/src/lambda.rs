@@ -165,6 +165,7 @@ pub enum Table {
     Connections,
     Suppressions,
     RateLimits,
+    DeadLetters,
 }
 
 impl Table {
@@ -177,6 +178,7 @@ impl Table {
             Table::Connections => vars::CONNECTIONS_TABLE,
             Table::Suppressions => vars::SUPPRESSIONS_TABLE,
             Table::RateLimits => vars::RATE_LIMITS_TABLE,
+            Table::DeadLetters => vars::DEAD_LETTERS_TABLE,
         }
     }
 }
@@ -197,6 +199,7 @@ pub fn table_names(env: &Env, uses: &[Table]) -> Result<TableNames, StartupError
         connections: name(Table::Connections)?,
         suppressions: name(Table::Suppressions)?,
         rate_limits: name(Table::RateLimits)?,
+        dead_letters: name(Table::DeadLetters)?,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, channel_rank,
 };
-use crate::ports::{Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
+use crate::ports::{DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
 
 /// Builds stores for the checks.
 #[async_trait]
@@ -37,13 +37,14 @@ pub struct StoreHandles {
     pub connections: Arc<dyn ConnectionStore>,
     pub suppressions: Arc<dyn SuppressionStore>,
     pub rate_limits: Arc<dyn RateLimiter>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
 }
 
 impl StoreHandles {
     /// Every port served by one adapter value.
     pub fn all_from<S>(store: Arc<S>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + DeadLetterStore + 'static,
     {
         Self {
             idempotency: store.clone(),
@@ -52,7 +53,8 @@ impl StoreHandles {
             profiles: store.clone(),
             connections: store.clone(),
             suppressions: store.clone(),
-            rate_limits: store,
+            rate_limits: store.clone(),
+            dead_letters: store,
         }
     }
 }

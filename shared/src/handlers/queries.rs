@@ -19,6 +19,8 @@ pub struct QueryDeps {
     pub suppressions: Arc<dyn SuppressionStore>,
     pub tokens: Arc<WsTokens>,
     pub clock: Arc<dyn Clock>,
+    /// `GET /v1/dead-letters`, `POST /v1/dead-letters/replay`.
+    pub dead_letters: super::dead_letters::DeadLetterApiDeps,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

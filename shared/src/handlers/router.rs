@@ -34,6 +34,8 @@ pub struct RouterDeps {
     pub retry: RetryPolicy,
     /// Where final statuses are announced to the producer.
     pub callbacks: super::callbacks::StatusCallbacks,
+    /// Where a record of `events-*-dlq` that cannot be routed is recorded.
+    pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -57,9 +59,11 @@ pub async fn handle_route_record(deps: &RouterDeps, record: Record<'_>) -> Recor
     let job: RouteJob = match decode(record.body, "route job") {
         Ok(job) => job,
         Err(e) => {
-            // Not from our ingest: keep it on the dead-letter queue, where an operator can see it.
+            // Not from our ingest: parked on the dead-letter queue, and recorded there as a dead
+            // letter an operator can see.
             tracing::error!(error = %e, "unreadable route job");
-            return RecordOutcome::Park(ParkReason::Unreadable);
+            let (store, clock) = (deps.dead_letters.as_ref(), deps.clock.as_ref());
+            return super::dead_letters::park_or_record(store, clock, &deps.retry, &record, ParkReason::Unreadable, None).await;
         }
     };
     match route_event(deps, &job).await {

@@ -2,6 +2,7 @@
 //! fast tests) and an AWS adapter, and one contract suite (`crate::contract`) both must pass.
 
 pub mod clock;
+pub mod dead_letters;
 pub mod delivery;
 pub mod pacing;
 pub mod queue;
@@ -9,6 +10,7 @@ pub mod store;
 pub mod suppression;
 
 pub use clock::{Clock, SystemClock};
+pub use dead_letters::{DeadLetter, DeadLetterReason, DeadLetterStore, dead_letter_id};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
 pub use pacing::{Pace, RateLimiter};
 pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};

@@ -9,6 +9,8 @@
 //! `.await`; a poisoned lock is recovered (every operation leaves the tables consistent before it
 //! can panic).
 
+mod dead_letters;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -58,6 +60,10 @@ struct Tables {
     suppressions_by_time: BTreeSet<SuppressionSortKey>,
     /// Sends counted per (rate key, epoch second).
     rate_limits: HashMap<(String, i64), u32>,
+    /// Dead letters by id.
+    dead_letters: HashMap<String, Value>,
+    /// Index: (first failure in millis, id), newest last.
+    dead_letters_by_time: BTreeSet<dead_letters::DeadLetterSortKey>,
 }
 
 impl Tables {

@@ -1,0 +1,367 @@
+//! Dead letters: recorded when the pipeline gives up on a job, listed and replayed through the
+//! API (`GET /v1/dead-letters`, `POST /v1/dead-letters/replay`).
+//!
+//! Recording: the consumers of the dead-letter queues (the dead-letter handler of the send
+//! queues, the router on `events-*-dlq`, the scheduler on `deferred-dlq`) record a job when they
+//! fail its notification `retries_exhausted` after its redrives, or when they cannot process it
+//! at all (unreadable, unknown notification). Such a job is then done with on its queue: the
+//! record, with the job's body, holds it from there on (SQS cannot list what it keeps out of
+//! sight, and a parked copy that came back after its replay would be recorded again).
+//!
+//! Replaying keeps idempotency:
+//! - a job whose notification was sent meanwhile is not sent again (`already_delivered`);
+//! - a notification failed `retries_exhausted` goes back to `pending`, with a fresh attempt
+//!   budget, by a transition guarded on exactly that failure; its job is queued again on its
+//!   send queue under a fresh deduplication id, and the sender's claim makes it one send however
+//!   often it is queued;
+//! - a job still `pending` or `sending` is queued again (the claim, again, makes it one send);
+//! - a notification otherwise final (canceled, skipped, failed for another reason) or scheduled
+//!   is not touched (`not_replayable`);
+//! - anything else (unreadable, or naming no notification) goes back to its queue as it was.
+//!
+//! The record is removed once its replay is done (only if it was not recorded again meanwhile).
+//! A store or queue failure stops the call (503) with the rest left recorded: replaying again
+//! is safe.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::router::outgoing_message;
+use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
+use crate::domain::notification::reason;
+use crate::domain::{FieldError, Guard, Notification, Status, Transition};
+use crate::jobs::{SendJob, decode};
+use crate::ports::{
+    Clock, DeadLetter, DeadLetterReason, DeadLetterStore, NotificationStore, OutgoingMessage, Page, QueueError, QueueSender, StoreError,
+    TransitionOutcome, dead_letter_id,
+};
+use crate::topology::is_dead_letter_queue;
+
+impl From<ParkReason> for DeadLetterReason {
+    fn from(why: ParkReason) -> Self {
+        match why {
+            ParkReason::Unreadable => DeadLetterReason::Unreadable,
+            ParkReason::UnknownNotification => DeadLetterReason::UnknownNotification,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording.
+
+/// The dead letter of `record`, given up on `now` for `reason`. `job` is the send job it carries
+/// when it could be read: its notification names the record; otherwise the whole body does.
+pub fn dead_letter_of(record: &Record<'_>, reason: DeadLetterReason, job: Option<&SendJob>, now: jiff::Timestamp) -> DeadLetter {
+    let identity = job.map(|j| j.notification_id.as_str()).unwrap_or(record.body);
+    DeadLetter {
+        id: dead_letter_id(record.queue, identity),
+        queue: record.queue.to_owned(),
+        notification_id: job.map(|j| j.notification_id.as_str().to_owned()),
+        event_id: job.map(|j| j.event_id.as_str().to_owned()),
+        user_id: job.map(|j| j.user_id.as_str().to_owned()),
+        reason,
+        first_failure_at: now,
+        last_failure_at: now,
+        attempts: job.map_or(1, |j| j.redrives + 1),
+        group_id: record.group_id.map(str::to_owned),
+        body: record.body.to_owned(),
+    }
+}
+
+/// A record no handler can process: on a main queue it is parked (moved to its dead-letter
+/// queue by `process_batch`); on a dead-letter queue it is recorded as a dead letter and done
+/// with, or retried after `retry`'s backoff when the store is down.
+pub async fn park_or_record(
+    store: &dyn DeadLetterStore,
+    clock: &dyn Clock,
+    retry: &RetryPolicy,
+    record: &Record<'_>,
+    why: ParkReason,
+    job: Option<&SendJob>,
+) -> RecordOutcome {
+    if !is_dead_letter_queue(record.queue) {
+        return RecordOutcome::Park(why);
+    }
+    record_dead_letter(store, retry, record, dead_letter_of(record, why.into(), job, clock.now())).await
+}
+
+/// Records `letter`: done once it is stored.
+pub async fn record_dead_letter(store: &dyn DeadLetterStore, retry: &RetryPolicy, record: &Record<'_>, letter: DeadLetter) -> RecordOutcome {
+    match store.record_dead_letter(&letter).await {
+        Ok(()) => {
+            tracing::error!(queue = record.queue, dead_letter = %letter.id, reason = letter.reason.as_str(), "dead letter recorded for an operator");
+            RecordOutcome::Done
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record the dead letter");
+            RecordOutcome::Retry(retry.backoff(record.receive_count))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API.
+
+pub struct DeadLetterApiDeps {
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub queue: Arc<dyn QueueSender>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The most dead letters one replay call takes on.
+pub const MAX_REPLAY: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// A dead letter as listed: everything but the job's body (which can hold contact details and
+/// message content).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Listed {
+    pub id: String,
+    pub queue: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub reason: DeadLetterReason,
+    pub first_failure_at: jiff::Timestamp,
+    pub last_failure_at: jiff::Timestamp,
+    pub attempts: u32,
+}
+
+impl From<DeadLetter> for Listed {
+    fn from(l: DeadLetter) -> Self {
+        Listed {
+            id: l.id,
+            queue: l.queue,
+            notification_id: l.notification_id,
+            event_id: l.event_id,
+            user_id: l.user_id,
+            reason: l.reason,
+            first_failure_at: l.first_failure_at,
+            last_failure_at: l.last_failure_at,
+            attempts: l.attempts,
+        }
+    }
+}
+
+/// `GET /v1/dead-letters?queue=&limit=&cursor=`: newest first, of every queue or one.
+pub async fn list(deps: &DeadLetterApiDeps, queue: Option<&str>, limit: Option<usize>, cursor: Option<&str>) -> Result<Page<Listed>, DeadLetterError> {
+    let limit = limit.unwrap_or(20).clamp(1, 100);
+    let queue = queue.map(str::trim).filter(|q| !q.is_empty());
+    let page = deps.dead_letters.list_dead_letters(queue, limit, cursor).await?;
+    Ok(Page { items: page.items.into_iter().map(Listed::from).collect(), next: page.next })
+}
+
+/// What `POST /v1/dead-letters/replay` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayRequest {
+    /// One or a selection (1 to [`MAX_REPLAY`] ids).
+    Ids(Vec<String>),
+    /// The oldest `limit` (at most [`MAX_REPLAY`]) of one dead-letter queue.
+    Queue { queue: String, limit: usize },
+}
+
+/// The body is `{"ids": [...]}` or `{"queue": "<dead-letter queue>", "limit": n}`; the errors
+/// name the field.
+pub fn parse_replay(body: &Value) -> Result<ReplayRequest, Vec<FieldError>> {
+    let Some(object) = body.as_object() else {
+        return Err(vec![FieldError::new("", "must be an object with `ids` or `queue`")]);
+    };
+    if let Some(unknown) = object.keys().find(|k| !["ids", "queue", "limit"].contains(&k.as_str())) {
+        return Err(vec![FieldError::new(format!("/{unknown}"), "is not a field of a replay request")]);
+    }
+    match (object.get("ids"), object.get("queue")) {
+        (Some(_), Some(_)) => Err(vec![FieldError::new("/queue", "give either `ids` or `queue`, not both")]),
+        (None, None) => Err(vec![FieldError::new("/ids", "give `ids` (a list of dead-letter ids) or `queue`")]),
+        (Some(ids), None) => {
+            if object.contains_key("limit") {
+                return Err(vec![FieldError::new("/limit", "only with `queue`")]);
+            }
+            let Some(ids) = ids.as_array() else {
+                return Err(vec![FieldError::new("/ids", "must be a list of dead-letter ids")]);
+            };
+            if ids.is_empty() || ids.len() > MAX_REPLAY {
+                return Err(vec![FieldError::new("/ids", format!("must hold 1 to {MAX_REPLAY} ids, not {}", ids.len()))]);
+            }
+            let mut out: Vec<String> = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                match id.as_str().map(str::trim).filter(|s| !s.is_empty()) {
+                    Some(id) if !out.iter().any(|o| o == id) => out.push(id.to_owned()),
+                    Some(_) => {}
+                    None => return Err(vec![FieldError::new(format!("/ids/{i}"), "must be a dead-letter id")]),
+                }
+            }
+            Ok(ReplayRequest::Ids(out))
+        }
+        (None, Some(queue)) => {
+            let queue = match queue.as_str().map(str::trim) {
+                Some(q) if is_dead_letter_queue(q) && q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) => q.to_owned(),
+                _ => return Err(vec![FieldError::new("/queue", "must name a dead-letter queue, such as send-email-fast-dlq.fifo")]),
+            };
+            let limit = match object.get("limit") {
+                None => MAX_REPLAY,
+                Some(l) => match l.as_u64().filter(|n| (1..=MAX_REPLAY as u64).contains(n)) {
+                    Some(n) => n as usize,
+                    None => return Err(vec![FieldError::new("/limit", format!("must be a whole number from 1 to {MAX_REPLAY}"))]),
+                },
+            };
+            Ok(ReplayRequest::Queue { queue, limit })
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayOutcome {
+    /// Queued again.
+    Replayed,
+    /// Its notification was sent meanwhile: not sent again.
+    AlreadyDelivered,
+    /// Its notification ended otherwise (canceled, skipped, failed for another reason) or waits
+    /// for its time: nothing to replay.
+    NotReplayable,
+    /// No dead letter has this id (replayed before, or never recorded).
+    NotFound,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ReplayResult {
+    pub id: String,
+    pub outcome: ReplayOutcome,
+    /// The notification's status when it was not replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ReplayAnswer {
+    pub results: Vec<ReplayResult>,
+    /// For a queue: whether it held more than this call took on (call again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
+}
+
+/// `POST /v1/dead-letters/replay`.
+pub async fn replay(deps: &DeadLetterApiDeps, request: ReplayRequest) -> Result<ReplayAnswer, DeadLetterError> {
+    let mut results = Vec::new();
+    match request {
+        ReplayRequest::Ids(ids) => {
+            for id in ids {
+                let result = match deps.dead_letters.get_dead_letter(&id).await? {
+                    Some(letter) => replay_one(deps, &letter).await?,
+                    None => ReplayResult { id, outcome: ReplayOutcome::NotFound, status: None },
+                };
+                results.push(result);
+            }
+            Ok(ReplayAnswer { results, more: None })
+        }
+        ReplayRequest::Queue { queue, limit } => {
+            // Oldest first would need another index; newest first is as good: every one of the
+            // page is replayed, and the next call takes the rest.
+            let page = deps.dead_letters.list_dead_letters(Some(&queue), limit, None).await?;
+            for letter in &page.items {
+                results.push(replay_one(deps, letter).await?);
+            }
+            Ok(ReplayAnswer { results, more: Some(page.next.is_some()) })
+        }
+    }
+}
+
+/// The queue a dead-letter queue's jobs came from: `send-email-fast-dlq.fifo` → `send-email-fast.fifo`.
+pub fn source_queue(dead_letter_queue: &str) -> String {
+    match dead_letter_queue.strip_suffix("-dlq.fifo") {
+        Some(stem) => format!("{stem}.fifo"),
+        None => dead_letter_queue.strip_suffix("-dlq").unwrap_or(dead_letter_queue).to_owned(),
+    }
+}
+
+async fn replay_one(deps: &DeadLetterApiDeps, letter: &DeadLetter) -> Result<ReplayResult, DeadLetterError> {
+    let now = deps.clock.now();
+    let send_job = letter.queue.starts_with("send-").then(|| decode::<SendJob>(&letter.body, "send job").ok()).flatten();
+    let (outcome, status) = match send_job {
+        None => {
+            requeue_as_is(deps, letter, now).await?;
+            (ReplayOutcome::Replayed, None)
+        }
+        Some(job) => match deps.notifications.get(&job.notification_id).await? {
+            None => {
+                requeue_as_is(deps, letter, now).await?;
+                (ReplayOutcome::Replayed, None)
+            }
+            Some(n) => replay_send_job(deps, job, n, now).await?,
+        },
+    };
+    if !deps.dead_letters.remove_dead_letter(&letter.id, letter.last_failure_at).await? {
+        tracing::info!(dead_letter = %letter.id, "dead letter recorded again meanwhile: kept");
+    }
+    tracing::info!(dead_letter = %letter.id, queue = %letter.queue, outcome = ?outcome, "dead letter replayed");
+    Ok(ReplayResult { id: letter.id.clone(), outcome, status })
+}
+
+async fn replay_send_job(
+    deps: &DeadLetterApiDeps,
+    job: SendJob,
+    mut n: Notification,
+    now: jiff::Timestamp,
+) -> Result<(ReplayOutcome, Option<Status>), DeadLetterError> {
+    // Twice at most: a guarded transition that lost a race reads what won it.
+    for _ in 0..2 {
+        match n.status {
+            Status::Sent => return Ok((ReplayOutcome::AlreadyDelivered, Some(n.status))),
+            Status::Pending | Status::Sending => {
+                requeue_send_job(deps, job, now).await?;
+                return Ok((ReplayOutcome::Replayed, None));
+            }
+            Status::Failed if n.reason.as_deref() == Some(reason::RETRIES_EXHAUSTED) => {
+                let back = Transition::to(Status::Pending, now).reset_attempts();
+                let back = Transition { reason: Some(None), lease_until: Some(None), ..back };
+                let guard = Guard::FailedBecause(reason::RETRIES_EXHAUSTED.to_owned());
+                match deps.notifications.transition(&job.notification_id, &guard, &back).await? {
+                    TransitionOutcome::Applied(_) => {
+                        requeue_send_job(deps, job, now).await?;
+                        return Ok((ReplayOutcome::Replayed, None));
+                    }
+                    TransitionOutcome::Rejected(current) => n = current,
+                    TransitionOutcome::NotFound => return Ok((ReplayOutcome::NotReplayable, None)),
+                }
+            }
+            status => return Ok((ReplayOutcome::NotReplayable, Some(status))),
+        }
+    }
+    Ok((ReplayOutcome::NotReplayable, Some(n.status)))
+}
+
+/// The send job on its send queue again, its redrive count back to none, under a deduplication
+/// id of its own (the original one may still be inside the queue's five-minute window).
+async fn requeue_send_job(deps: &DeadLetterApiDeps, job: SendJob, now: jiff::Timestamp) -> Result<(), QueueError> {
+    let notification_id = job.notification_id.clone();
+    let (queue, message) = outgoing_message(SendJob { redrives: 0, ..job }, None, now);
+    let message = OutgoingMessage { dedup_id: Some(format!("{notification_id}:replay:{}", now.as_millisecond())), ..message };
+    deps.queue.send_batch(&queue, vec![message]).await
+}
+
+/// The body, unchanged, on the queue it came from.
+async fn requeue_as_is(deps: &DeadLetterApiDeps, letter: &DeadLetter, now: jiff::Timestamp) -> Result<(), QueueError> {
+    let queue = source_queue(&letter.queue);
+    let message = if queue.ends_with(".fifo") {
+        let group = letter.group_id.clone().unwrap_or_else(|| "replayed".to_owned());
+        OutgoingMessage::fifo(letter.body.clone(), group, format!("replay:{}:{}", letter.id, now.as_millisecond()))
+    } else {
+        OutgoingMessage::delayed(letter.body.clone(), Duration::ZERO)
+    };
+    deps.queue.send_batch(&queue, vec![message]).await
+}
