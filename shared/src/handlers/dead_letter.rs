@@ -156,6 +156,7 @@ mod tests {
     use crate::domain::{Channel, FallbackProgress, NotificationId, Status, Transition};
     use crate::handlers::test_support::*;
     use crate::jobs::{RouteJob, encode};
+    use crate::ports::{DeadLetter, DeadLetterReason, DeadLetterStore};
 
     const DLQ: &str = "send-push-fast-dlq.fifo";
     const SEND_PUSH_FAST: &str = "send-push-fast.fifo";
@@ -174,20 +175,57 @@ mod tests {
         Some(FallbackProgress { channel: Channel::Sms, queued: false })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_unreadable_dead_letter_is_parked() {
-        let h = Harness::new().await;
-        let outcome = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await;
-        assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
+    async fn recorded(h: &Harness) -> Vec<DeadLetter> {
+        let page = h.store.inner.list_dead_letters(None, 100, None).await.unwrap();
+        assert_eq!(page.next, None);
+        page.items
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_dead_letter_for_an_unknown_notification_is_parked() {
+    async fn an_unreadable_dead_letter_is_recorded_with_its_body_then_let_go() {
+        let h = Harness::new().await;
+        let outcome = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await;
+        assert_eq!(outcome, RecordOutcome::Done, "the record holds it now");
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        let l = &letters[0];
+        assert_eq!((l.queue.as_str(), l.reason, l.body.as_str(), l.group_id.as_deref()), (DLQ, DeadLetterReason::Unreadable, "{", Some("default#u-42")));
+        assert_eq!((&l.notification_id, l.attempts, l.first_failure_at), (&None, 1, t0()));
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_for_an_unknown_notification_is_recorded() {
         let h = Harness::new().await;
         let mut job = push(&h).await;
         job.notification_id = NotificationId::from_stored("ntf_unknown".into());
-        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Park(ParkReason::UnknownNotification));
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
         assert!(h.queue.sent().is_empty());
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].reason, DeadLetterReason::UnknownNotification);
+        assert_eq!(letters[0].notification_id.as_deref(), Some("ntf_unknown"));
+        assert_eq!(letters[0].user_id.as_deref(), Some(USER));
+        assert_eq!(letters[0].body, encode(&job));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_that_cannot_be_recorded_is_retried_not_let_go() {
+        let h = Harness::new().await;
+        h.store.fail_next("record_dead_letter", 1);
+        let RecordOutcome::Retry(after) = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 3)).await else { panic!("retried") };
+        assert_backoff(after, &HICCUP, 3);
+        assert!(recorded(&h).await.is_empty());
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 4)).await, RecordOutcome::Done);
+        assert_eq!(recorded(&h).await.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redrive_records_no_dead_letter() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+        assert!(recorded(&h).await.is_empty(), "not given up on yet");
     }
 
     #[tokio::test(start_paused = true)]
@@ -262,6 +300,41 @@ mod tests {
         assert_eq!(h.depth(SEND_PUSH_FAST).await, 0, "not put back");
         let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
         assert_eq!(routed.len(), 1);
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1, "recorded as a dead letter");
+        let l = &letters[0];
+        assert_eq!((l.reason, l.attempts), (DeadLetterReason::RetriesExhausted, h.settings.max_redrives + 1));
+        assert_eq!(l.id, crate::ports::dead_letter_id(DLQ, job.notification_id.as_str()));
+        assert_eq!(l.notification_id.as_deref(), Some(job.notification_id.as_str()));
+        assert_eq!(l.event_id.as_deref(), Some(job.event_id.as_str()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_job_given_up_on_again_is_one_dead_letter_keeping_its_first_failure() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+        h.clock.advance(Duration::from_secs(60));
+        assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done, "redelivered");
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].first_failure_at, letters[0].last_failure_at), (t0(), t0() + Duration::from_secs(60)));
+        let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
+        assert_eq!(routed.len(), 1, "the fallback once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_whose_recording_failed_is_recorded_on_the_retry() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.store.fail_next("record_dead_letter", 1);
+
+        assert!(matches!(handle_job(&h, &job, 1).await, RecordOutcome::Retry(_)));
+        assert_eq!(h.notification(&job.notification_id).await.status, Status::Failed, "failed before the recording");
+        assert!(recorded(&h).await.is_empty());
+
+        assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done);
+        assert_eq!(recorded(&h).await.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -365,3 +365,249 @@ async fn requeue_as_is(deps: &DeadLetterApiDeps, letter: &DeadLetter, now: jiff:
     };
     deps.queue.send_batch(&queue, vec![message]).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, NotificationId};
+    use crate::handlers::dead_letter::handle_dead_letter_record;
+    use crate::handlers::send::handle_send_record;
+    use crate::handlers::test_support::*;
+    use crate::jobs::encode;
+    use crate::ports::DeadLetterStore;
+    use serde_json::json;
+
+    const DLQ: &str = "send-push-fast-dlq.fifo";
+    const SEND_PUSH_FAST: &str = "send-push-fast.fifo";
+
+    fn api(h: &Harness) -> DeadLetterApiDeps {
+        crate::wiring::dead_letter_api(&h.ports)
+    }
+
+    /// A push job given up on by the dead-letter handler: its notification failed
+    /// `retries_exhausted`, the job recorded. Answers the job and its dead letter's id.
+    async fn given_up(h: &Harness, event_id: &str) -> (SendJob, String) {
+        let job = h.seed("order.completed", event_id, Channel::Push).await;
+        h.claim(&job.notification_id).await;
+        h.clock.advance(h.lease() + Duration::from_secs(1));
+        let job = SendJob { redrives: h.settings.max_redrives, ..job };
+        let body = encode(&job);
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, &body, 1)).await, RecordOutcome::Done);
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.reason.as_deref(), n.attempts), (Status::Failed, Some(reason::RETRIES_EXHAUSTED), 1));
+        let id = dead_letter_id(DLQ, job.notification_id.as_str());
+        assert!(h.store.inner.get_dead_letter(&id).await.unwrap().is_some(), "recorded");
+        // The fallback the failure requested is not what these tests look at.
+        let _: Vec<serde_json::Value> = h.take("events-fast.fifo").await;
+        h.queue.sent_clear();
+        (job, id)
+    }
+
+    async fn replay_ids(h: &Harness, ids: &[&str]) -> ReplayAnswer {
+        replay(&api(h), ReplayRequest::Ids(ids.iter().map(|s| (*s).to_owned()).collect())).await.expect("replayed")
+    }
+
+    async fn listed(h: &Harness) -> Vec<String> {
+        list(&api(h), None, Some(100), None).await.unwrap().items.into_iter().map(|l| l.id).collect()
+    }
+
+    fn outcomes(answer: &ReplayAnswer) -> Vec<(&str, ReplayOutcome)> {
+        answer.results.iter().map(|r| (r.id.as_str(), r.outcome)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replayed_failure_goes_back_to_pending_with_a_fresh_budget_and_is_sent_once() {
+        let h = Harness::new().await;
+        let (job, id) = given_up(&h, "evt-1").await;
+
+        let answer = replay_ids(&h, &[&id]).await;
+
+        assert_eq!(outcomes(&answer), [(id.as_str(), ReplayOutcome::Replayed)]);
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.attempts, n.reason.as_deref(), n.lease_until), (Status::Pending, 0, None, None));
+        let sent = h.queue.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, SEND_PUSH_FAST, "on its own send queue");
+        let dedup = sent[0].1.dedup_id.clone().unwrap();
+        assert!(dedup.starts_with(&format!("{}:replay:", job.notification_id)), "a fresh deduplication id: {dedup}");
+        assert!(listed(&h).await.is_empty(), "the record is removed");
+
+        // Delivered twice (a replay repeated, SQS at least once): the claim makes it one send.
+        let requeued: Vec<SendJob> = h.take(SEND_PUSH_FAST).await;
+        assert_eq!(requeued, vec![SendJob { redrives: 0, ..job.clone() }]);
+        let provider = ScriptedSender::new([Ok("p-1".to_owned())]);
+        let sender = h.sender(provider.clone());
+        let body = encode(&requeued[0]);
+        assert_eq!(handle_send_record(&sender, record(SEND_PUSH_FAST, &body, 1)).await, RecordOutcome::Done);
+        assert_eq!(handle_send_record(&sender, record(SEND_PUSH_FAST, &body, 1)).await, RecordOutcome::Done);
+        assert_eq!(provider.calls(), 1, "sent once");
+        let n = h.notification(&job.notification_id).await;
+        assert_eq!((n.status, n.attempts), (Status::Sent, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_delivered_meanwhile_is_not_sent_again() {
+        let h = Harness::new().await;
+        let (job, id) = given_up(&h, "evt-1").await;
+        let sent = h.force(&job.notification_id, Transition::to(Status::Sent, t0()).provider_message_id("p-1")).await;
+
+        let answer = replay_ids(&h, &[&id]).await;
+
+        assert_eq!(answer.results, [ReplayResult { id: id.clone(), outcome: ReplayOutcome::AlreadyDelivered, status: Some(Status::Sent) }]);
+        assert!(h.queue.sent().is_empty(), "nothing queued");
+        assert_eq!(h.notification(&job.notification_id).await, sent, "untouched");
+        assert!(listed(&h).await.is_empty(), "the record is removed");
+        assert_eq!(replay_ids(&h, &[&id]).await.results[0].outcome, ReplayOutcome::NotFound, "and a second replay finds none");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_failed_for_another_reason_is_not_replayed() {
+        let h = Harness::new().await;
+        let (job, id) = given_up(&h, "evt-1").await;
+        h.force(&job.notification_id, Transition::to(Status::Failed, t0()).reason(reason::PROVIDER_REJECTED)).await;
+
+        let answer = replay_ids(&h, &[&id]).await;
+
+        assert_eq!(answer.results, [ReplayResult { id, outcome: ReplayOutcome::NotReplayable, status: Some(Status::Failed) }]);
+        assert!(h.queue.sent().is_empty());
+        assert_eq!(h.notification(&job.notification_id).await.reason.as_deref(), Some(reason::PROVIDER_REJECTED), "the guard held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_job_is_requeued_as_it_was() {
+        let h = Harness::new().await;
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{not a job", 1)).await, RecordOutcome::Done);
+        let mut unknown = h.seed("order.completed", "evt-2", Channel::Push).await;
+        unknown.notification_id = NotificationId::from_stored("ntf_unknown".into());
+        let unknown_body = encode(&unknown);
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, &unknown_body, 1)).await, RecordOutcome::Done);
+        let ids = listed(&h).await;
+        assert_eq!(ids.len(), 2);
+
+        let answer = replay(&api(&h), ReplayRequest::Queue { queue: DLQ.into(), limit: 100 }).await.unwrap();
+
+        assert_eq!(answer.results.iter().map(|r| r.outcome).collect::<Vec<_>>(), [ReplayOutcome::Replayed; 2]);
+        assert_eq!(answer.more, Some(false));
+        let mut sent: Vec<(String, String, Option<String>)> =
+            h.queue.sent().into_iter().map(|(q, m)| (q, m.body, m.group_id)).collect();
+        sent.sort();
+        let group = Some("default#u-42".to_owned());
+        assert_eq!(sent, [(SEND_PUSH_FAST.to_owned(), unknown_body, group.clone()), (SEND_PUSH_FAST.to_owned(), "{not a job".to_owned(), group)]);
+        assert!(listed(&h).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_selection_is_answered_per_id_in_order() {
+        let h = Harness::new().await;
+        let (_, a) = given_up(&h, "evt-1").await;
+        let (_, b) = given_up(&h, "evt-2").await;
+        let (_, c) = given_up(&h, "evt-3").await;
+
+        let answer = replay_ids(&h, &[&c, "dl_nope", &a, &c]).await;
+
+        let expected = [
+            (c.as_str(), ReplayOutcome::Replayed),
+            ("dl_nope", ReplayOutcome::NotFound),
+            (a.as_str(), ReplayOutcome::Replayed),
+            (c.as_str(), ReplayOutcome::NotFound),
+        ];
+        assert_eq!(outcomes(&answer), expected, "a repeated id finds its dead letter replayed");
+        assert_eq!(answer.more, None);
+        assert_eq!(h.queue.sent().len(), 2, "each once, the repeated id too");
+        assert_eq!(listed(&h).await, [b], "the one not asked for is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_of_one_queue_is_replayed_in_bounded_calls() {
+        let h = Harness::new().await;
+        for i in 0..3 {
+            given_up(&h, &format!("evt-{i}")).await;
+        }
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record("send-email-fast-dlq.fifo", "{", 1)).await, RecordOutcome::Done);
+        let other = listed(&h).await[0].clone();
+
+        let first = replay(&api(&h), ReplayRequest::Queue { queue: DLQ.into(), limit: 2 }).await.unwrap();
+        assert_eq!((first.results.len(), first.more), (2, Some(true)));
+        let second = replay(&api(&h), ReplayRequest::Queue { queue: DLQ.into(), limit: 2 }).await.unwrap();
+        assert_eq!((second.results.len(), second.more), (1, Some(false)));
+
+        assert_eq!(h.queue.sent().iter().filter(|(q, _)| q == SEND_PUSH_FAST).count(), 3);
+        assert_eq!(listed(&h).await, [other], "another queue's dead letter is left alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_list_is_newest_first_in_pages_without_bodies() {
+        let h = Harness::new().await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(given_up(&h, &format!("evt-{i}")).await.1);
+        }
+        ids.reverse();
+        let first = list(&api(&h), None, Some(2), None).await.unwrap();
+        let second = list(&api(&h), None, Some(2), first.next.as_deref()).await.unwrap();
+        assert_eq!(second.next, None);
+        let paged: Vec<String> = first.items.iter().chain(&second.items).map(|l| l.id.clone()).collect();
+        assert_eq!(paged, ids);
+        let json = serde_json::to_value(&first.items[0]).unwrap();
+        assert_eq!(json["queue"], DLQ);
+        assert_eq!(json["reason"], "retries_exhausted");
+        assert_eq!(json["attempts"], h.settings.max_redrives + 1);
+        assert!(json.get("body").is_none(), "the job's content is not listed: {json}");
+        assert!(list(&api(&h), Some("deferred-dlq"), None, None).await.unwrap().items.is_empty(), "filtered by queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_outage_keeps_the_dead_letter_and_a_second_replay_sends_it() {
+        let h = Harness::new().await;
+        let (job, id) = given_up(&h, "evt-1").await;
+        h.queue.fail_next_sends(1);
+
+        assert!(matches!(replay(&api(&h), ReplayRequest::Ids(vec![id.clone()])).await, Err(DeadLetterError::Queue(_))));
+        assert_eq!(h.notification(&job.notification_id).await.status, Status::Pending, "back to pending, its job not yet queued");
+        assert_eq!(listed(&h).await, [id.clone()], "kept");
+
+        assert_eq!(outcomes(&replay_ids(&h, &[&id]).await), [(id.as_str(), ReplayOutcome::Replayed)]);
+        assert_eq!(h.depth(SEND_PUSH_FAST).await, 1);
+        assert!(listed(&h).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_recorded_again_during_its_replay_is_kept() {
+        let h = Harness::new().await;
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await, RecordOutcome::Done);
+        let letter = h.store.inner.list_dead_letters(None, 1, None).await.unwrap().items.remove(0);
+        h.clock.advance(Duration::from_secs(1));
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await, RecordOutcome::Done);
+
+        assert!(!h.store.inner.remove_dead_letter(&letter.id, letter.last_failure_at).await.unwrap(), "not the one read");
+        assert_eq!(listed(&h).await, [letter.id]);
+    }
+
+    #[test]
+    fn replay_bodies_are_checked_field_by_field() {
+        let ok = |v: Value| parse_replay(&v).unwrap();
+        assert_eq!(ok(json!({"ids": ["dl_a", " dl_b ", "dl_a"]})), ReplayRequest::Ids(vec!["dl_a".into(), "dl_b".into()]));
+        assert_eq!(ok(json!({"queue": DLQ})), ReplayRequest::Queue { queue: DLQ.into(), limit: MAX_REPLAY });
+        assert_eq!(ok(json!({"queue": "deferred-dlq", "limit": 5})), ReplayRequest::Queue { queue: "deferred-dlq".into(), limit: 5 });
+        let field = |v: Value| parse_replay(&v).unwrap_err()[0].path.clone();
+        assert_eq!(field(json!([])), "");
+        assert_eq!(field(json!({})), "/ids");
+        assert_eq!(field(json!({"ids": []})), "/ids");
+        assert_eq!(field(json!({"ids": "dl_a"})), "/ids");
+        assert_eq!(field(json!({"ids": vec!["dl"; 101]})), "/ids");
+        assert_eq!(field(json!({"ids": ["dl_a", 7]})), "/ids/1");
+        assert_eq!(field(json!({"ids": ["dl_a"], "queue": DLQ})), "/queue");
+        assert_eq!(field(json!({"ids": ["dl_a"], "limit": 2})), "/limit");
+        assert_eq!(field(json!({"queue": "send-push-fast.fifo"})), "/queue", "not a dead-letter queue");
+        assert_eq!(field(json!({"queue": DLQ, "limit": 0})), "/limit");
+        assert_eq!(field(json!({"queue": DLQ, "limit": 101})), "/limit");
+        assert_eq!(field(json!({"queue": DLQ, "all": true})), "/all");
+    }
+
+    #[test]
+    fn source_queues_are_the_dead_letter_queues_without_their_suffix() {
+        assert_eq!(source_queue("send-email-fast-dlq.fifo"), "send-email-fast.fifo");
+        assert_eq!(source_queue("events-bulk-dlq.fifo"), "events-bulk.fifo");
+        assert_eq!(source_queue("deferred-dlq"), "deferred");
+    }
+}

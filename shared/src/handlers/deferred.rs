@@ -180,6 +180,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_job_of_an_unknown_notification_on_the_dead_letter_queue_is_recorded_for_an_operator() {
+        use crate::ports::{DeadLetterReason, DeadLetterStore};
+        let h = Harness::new().await;
+        let mut deferred = scheduled(&h, t0()).await;
+        deferred.job.notification_id = NotificationId::from_stored("ntf_unknown".into());
+        let body = encode(&deferred);
+
+        assert_eq!(handle_deferred_record(&h.scheduler(), record("deferred-dlq", &body, 1)).await, RecordOutcome::Done);
+
+        assert!(h.queue.sent().is_empty());
+        let letters = h.store.inner.list_dead_letters(None, 10, None).await.unwrap().items;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].queue.as_str(), letters[0].reason), ("deferred-dlq", DeadLetterReason::UnknownNotification));
+        assert_eq!(letters[0].notification_id.as_deref(), Some("ntf_unknown"));
+        assert_eq!(letters[0].body, body);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_store_outage_retries_with_backoff() {
         let h = Harness::new().await;
         let deferred = scheduled(&h, t0()).await;

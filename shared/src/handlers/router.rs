@@ -487,4 +487,15 @@ mod tests {
         let outcome = handle_route_record(&h.router(), record(EVENTS_FAST, r#"{"event": null}"#, 1)).await;
         assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_route_job_on_the_dead_letter_queue_is_recorded_for_an_operator() {
+        use crate::ports::{DeadLetterReason, DeadLetterStore};
+        let h = Harness::new().await;
+        let outcome = handle_route_record(&h.router(), record("events-fast-dlq.fifo", r#"{"event": null}"#, 1)).await;
+        assert_eq!(outcome, RecordOutcome::Done, "the record holds it now");
+        let letters = h.store.inner.list_dead_letters(Some("events-fast-dlq.fifo"), 10, None).await.unwrap().items;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].reason, letters[0].body.as_str()), (DeadLetterReason::Unreadable, r#"{"event": null}"#));
+    }
 }

@@ -363,6 +363,11 @@ impl FlakyQueue {
     pub(crate) fn sent(&self) -> Vec<(String, OutgoingMessage)> {
         self.sent.lock().unwrap().clone()
     }
+
+    /// Forgets what was sent so far (the queues keep their messages).
+    pub(crate) fn sent_clear(&self) {
+        self.sent.lock().unwrap().clear();
+    }
 }
 
 #[async_trait]
