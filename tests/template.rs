@@ -387,6 +387,7 @@ fn table_var(table: &str) -> Option<&'static str> {
         "Connections" => vars::CONNECTIONS_TABLE,
         "Suppressions" => vars::SUPPRESSIONS_TABLE,
         "RateLimits" => vars::RATE_LIMITS_TABLE,
+        "DeadLetters" => vars::DEAD_LETTERS_TABLE,
         _ => return None,
     })
 }

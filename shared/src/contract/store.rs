@@ -2,6 +2,9 @@
 //! behaviour. Each check asks the fixture for a fresh, empty store and uses explicit timestamps,
 //! so nothing here sleeps or depends on the wall clock.
 
+mod dead_letters;
+pub use dead_letters::*;
+
 /// Re-exported so a fixture can implement [`StoreFixture`] without depending on `async-trait`.
 pub use async_trait::async_trait;
 use jiff::Timestamp;
@@ -103,6 +106,10 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     suppressions_list_newest_first_in_pages(fixture).await;
     rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture).await;
     rate_limits_keys_are_independent(fixture).await;
+    dead_letters_are_recorded_once_per_id_keeping_the_first_failure(fixture).await;
+    dead_letters_list_newest_first_in_pages_of_every_queue_or_one(fixture).await;
+    dead_letters_are_removed_only_as_they_were_read(fixture).await;
+    notifications_failed_because_guard_and_attempt_reset(fixture).await;
 }
 
 // ---------------------------------------------------------------------------------------------
