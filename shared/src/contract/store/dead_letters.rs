@@ -156,7 +156,7 @@ pub async fn notifications_failed_because_guard_and_attempt_reset(fixture: &dyn 
     let failed = Guard::StatusIn(vec![Status::Failed]);
     transition(failed, Transition::to(Status::Failed, at(25)).reason(reason::RETRIES_EXHAUSTED)).await;
     let TransitionOutcome::Applied(pending) = transition(guard.clone(), back.clone()).await else { panic!("applied") };
-    assert_eq!((pending.status, pending.attempts, pending.reason, pending.updated_at), (Status::Pending, 0, None, at(30)));
+    assert_eq!((pending.status, pending.attempts, pending.reason.clone(), pending.updated_at), (Status::Pending, 0, None, at(30)));
     assert_eq!(s.notifications.get(id).await.expect("get"), Some(pending), "as stored");
     assert!(matches!(transition(guard, back).await, TransitionOutcome::Rejected(_)), "once");
 }
