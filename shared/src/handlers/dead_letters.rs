@@ -564,7 +564,7 @@ mod tests {
 
         assert!(matches!(replay(&api(&h), ReplayRequest::Ids(vec![id.clone()])).await, Err(DeadLetterError::Queue(_))));
         assert_eq!(h.notification(&job.notification_id).await.status, Status::Pending, "back to pending, its job not yet queued");
-        assert_eq!(listed(&h).await, [id.clone()], "kept");
+        assert_eq!(listed(&h).await, std::slice::from_ref(&id), "kept");
 
         assert_eq!(outcomes(&replay_ids(&h, &[&id]).await), [(id.as_str(), ReplayOutcome::Replayed)]);
         assert_eq!(h.depth(SEND_PUSH_FAST).await, 1);
