@@ -625,7 +625,7 @@ mod tests {
         }
         let mut tables: Vec<&str> = plan.tables.iter().map(|t| t.logical_name.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["connections", "events", "idempotency", "notifications", "rate-limits", "suppressions", "users"]);
+        assert_eq!(tables, ["connections", "dead-letters", "events", "idempotency", "notifications", "rate-limits", "suppressions", "users"]);
     }
 
     #[test]
