@@ -87,6 +87,10 @@ macro_rules! every_check {
             key_directory_keeps_tenant_settings,
             rate_limits_go_within_the_budget_then_wait_for_the_next_second,
             rate_limits_keys_are_independent,
+            dead_letters_are_recorded_once_per_id_keeping_the_first_failure,
+            dead_letters_list_newest_first_in_pages_of_every_queue_or_one,
+            dead_letters_are_removed_only_as_they_were_read,
+            notifications_failed_because_guard_and_attempt_reset,
             $(#[ignore = $gap])? run_all,
         );
     };

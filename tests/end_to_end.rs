@@ -626,3 +626,91 @@ async fn the_catalog_is_readable_and_a_template_can_be_previewed_without_sending
     assert!(app.outbox("email").await.is_empty(), "a preview sends nothing");
     app.stack.stop().await;
 }
+
+/// Polls `GET /v1/dead-letters` until it lists the dead letter of `notification_id`.
+async fn wait_for_dead_letter(app: &notify_tests::TestApp, notification_id: &str, timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let r = app.get("/v1/dead-letters?limit=100").await;
+        assert_eq!(r.status(), 200);
+        let listed: Value = r.json().await.unwrap();
+        if let Some(found) = listed["items"].as_array().and_then(|items| items.iter().find(|d| d["notification_id"] == notification_id)) {
+            return found.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter of {notification_id} after {timeout:?}: {listed}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn replay_dead_letters(app: &notify_tests::TestApp, body: &Value) -> reqwest::Response {
+    app.http.post(app.url("/v1/dead-letters/replay")).header("authorization", app.key()).json(body).send().await.expect("request")
+}
+
+#[tokio::test]
+async fn a_dead_lettered_job_is_listed_and_replayed_over_the_api_and_delivered_once() {
+    // One receive per pass through the send queue and a provider budget no pass exhausts: the
+    // job goes to the send queue's DLQ, is redriven three times, then the dead-letter handler
+    // gives up on it (retries_exhausted) and records it.
+    let mut config = local_stack::Config::for_tests();
+    config.max_receive_count = 1;
+    config.retry_max_attempts = 100;
+    let app = notify_tests::spawn_app_with(config).await;
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, true);
+    let user = unique("u");
+    app.create_user(&user).await;
+    let mut body = event_for("payment.failed.json", &user);
+    body["channels"] = json!(["sms"]);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+
+    let sms = app.wait_for_notification(&event_id, "sms", "failed", Duration::from_secs(20)).await;
+    assert_eq!(sms["reason"], "retries_exhausted");
+    assert_eq!(sms["attempts"], 4, "one provider call per pass: the first and three redrives");
+    let notification_id = sms["notification_id"].as_str().unwrap().to_owned();
+    let letter = wait_for_dead_letter(&app, &notification_id, WAIT).await;
+    let queue = letter["queue"].as_str().unwrap();
+    assert!(queue.starts_with("send-sms-") && queue.ends_with("-dlq.fifo"), "{letter}");
+    assert_eq!(letter["reason"], "retries_exhausted");
+    assert_eq!(letter["event_id"], event_id.as_str());
+    assert_eq!(letter["user_id"], user.as_str());
+    assert_eq!(letter["attempts"], 4);
+    assert!(letter["first_failure_at"].is_string() && letter["last_failure_at"].is_string(), "{letter}");
+    assert!(letter.get("body").is_none(), "the job's content is not listed: {letter}");
+    let of_queue: Value = app.get(&format!("/v1/dead-letters?queue={queue}")).await.json().await.unwrap();
+    assert_eq!(of_queue["items"].as_array().map(Vec::len), Some(1), "{of_queue}");
+    let other: Value = app.get("/v1/dead-letters?queue=deferred-dlq").await.json().await.unwrap();
+    assert_eq!(other["items"], json!([]));
+    assert!(app.outbox("sms").await.iter().all(|m| m["event_id"] != event_id.as_str()), "nothing sent yet");
+
+    // Invalid requests name the field; the API key is required.
+    let invalid = replay_dead_letters(&app, &json!({"ids": []})).await;
+    assert_eq!(invalid.status(), 422);
+    let problem: Value = invalid.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["path"], "/ids", "{problem}");
+    let invalid: Value = replay_dead_letters(&app, &json!({"queue": "send-sms-fast.fifo"})).await.json().await.unwrap();
+    assert_eq!(invalid["errors"][0]["path"], "/queue", "{invalid}");
+    let anonymous = app.http.post(app.url("/v1/dead-letters/replay")).json(&json!({"ids": ["x"]})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // The provider recovers; the replay sends it, once, with a fresh attempt budget.
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, false);
+    let id = letter["id"].as_str().unwrap();
+    let r = replay_dead_letters(&app, &json!({"ids": [id, "dl_unknown"]})).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["results"], json!([{"id": id, "outcome": "replayed"}, {"id": "dl_unknown", "outcome": "not_found"}]), "{answer}");
+    let sent = app.wait_for_notification(&event_id, "sms", "sent", WAIT).await;
+    assert_eq!(sent["attempts"], 1, "a fresh attempt budget");
+    assert_eq!(sent["reason"], Value::Null);
+    // Replaying again finds nothing, and sends nothing.
+    let again: Value = replay_dead_letters(&app, &json!({"ids": [id]})).await.json().await.unwrap();
+    assert_eq!(again["results"][0]["outcome"], "not_found");
+    let all: Value = replay_dead_letters(&app, &json!({"queue": queue})).await.json().await.unwrap();
+    assert_eq!(all, json!({"results": [], "more": false}));
+    assert!(app.stack.wait_idle(Duration::from_millis(300), WAIT).await, "the stack goes idle");
+    let texts = app.outbox("sms").await.into_iter().filter(|m| m["event_id"] == event_id.as_str()).count();
+    assert_eq!(texts, 1, "delivered exactly once");
+    let listed: Value = app.get("/v1/dead-letters").await.json().await.unwrap();
+    assert_eq!(listed, json!({"items": [], "next_cursor": null}));
+    app.stack.stop().await;
+}

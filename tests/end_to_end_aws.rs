@@ -13,8 +13,16 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn spawn_aws_app(counter: Option<RequestCounter>) -> TestApp {
+    spawn_aws_app_with(counter, 3, |_| {}).await
+}
+
+/// The stack on the emulator, its queues' redrive after `max_receive_count` receives, `tune`
+/// changing the rest of its configuration.
+async fn spawn_aws_app_with(counter: Option<RequestCounter>, max_receive_count: u32, tune: impl FnOnce(&mut local_stack::Config)) -> TestApp {
     let sdk = emulator_sdk_config().await;
     let mut config = local_stack::Config::for_tests();
+    config.max_receive_count = max_receive_count;
+    tune(&mut config);
     // Whole seconds on SQS: keep backoff short but real.
     config.retry_base = Duration::from_secs(1);
     config.retry_max = Duration::from_secs(1);
@@ -23,7 +31,7 @@ async fn spawn_aws_app(counter: Option<RequestCounter>) -> TestApp {
         resources: AwsResources::Provision {
             template: local_stack::provision::repository_template(),
             stack_name: unique("t").to_lowercase(),
-            parameters: [("MaxReceiveCount".to_owned(), "3".to_owned())].into(),
+            parameters: [("MaxReceiveCount".to_owned(), max_receive_count.to_string())].into(),
         },
         email_from: "notifications@example.com".into(),
         sms_sender_id: None,
@@ -238,4 +246,54 @@ async fn aws_requests_per_delivered_single_channel_notification() {
     assert_eq!(op("SendMessageBatch"), 2, "route job and send job: {counts:?}");
     assert_eq!(op("DeleteMessage"), 2, "route job and send job done: {counts:?}");
     assert_eq!(op("GetItem"), 2, "the recipient (profile and preferences in one read) and its suppression check: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_given_up_on_in_the_sqs_dead_letter_queue_is_recorded_in_dynamodb_and_replayed_once() {
+    // One receive per pass through the send queue, a provider budget no pass exhausts: the job
+    // goes through the SQS dead-letter queue and its three redrives, then is given up on.
+    let app = spawn_aws_app_with(None, 1, |c| c.retry_max_attempts = 100).await;
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, true);
+    let user = unique("u");
+    let phone = "+14155550105";
+    create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), phone).await;
+    let mut body = event_for("payment.failed.json", &user);
+    body["channels"] = json!(["sms"]);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let sms = app.wait_for_notification(&event_id, "sms", "failed", Duration::from_secs(90)).await;
+    assert_eq!(sms["reason"], "retries_exhausted");
+    let notification_id = sms["notification_id"].as_str().unwrap().to_owned();
+
+    // Listed from the DynamoDB table, through the API.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let letter = loop {
+        let listed: Value = app.get("/v1/dead-letters").await.json().await.unwrap();
+        if let Some(found) = listed["items"].as_array().and_then(|i| i.iter().find(|d| d["notification_id"] == notification_id.as_str())) {
+            break found.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never listed: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(letter["reason"], "retries_exhausted");
+    assert_eq!(letter["attempts"], 4);
+    let queue = letter["queue"].as_str().unwrap().to_owned();
+
+    app.stack.faults.set_failing(shared::domain::Channel::Sms, false);
+    let replay = |body: Value| app.http.post(app.url("/v1/dead-letters/replay")).header("authorization", app.key()).json(&body).send();
+    let answer: Value = replay(json!({"queue": queue})).await.unwrap().json().await.unwrap();
+    assert_eq!(answer, json!({"results": [{"id": letter["id"], "outcome": "replayed"}], "more": false}));
+    let sent = app.wait_for_notification(&event_id, "sms", "sent", WAIT).await;
+    assert_eq!(sent["attempts"], 1);
+    let again: Value = replay(json!({"ids": [letter["id"]]})).await.unwrap().json().await.unwrap();
+    assert_eq!(again["results"][0]["outcome"], "not_found");
+    assert!(app.stack.wait_idle(Duration::from_secs(1), WAIT).await, "the stack goes idle");
+    let sms_id = sent["provider_message_id"].as_str().unwrap();
+    let texts = emulator_sms().await;
+    assert_eq!(texts.iter().filter(|m| m["message_id"] == sms_id).count(), 1, "SNS recorded it once");
+    let sent_texts: Vec<&Value> = texts.iter().filter(|m| m["phone_number"] == phone).collect();
+    assert_eq!(sent_texts.len(), 1, "one text to the number: {sent_texts:?}");
+    let listed: Value = app.get("/v1/dead-letters").await.json().await.unwrap();
+    assert!(listed["items"].as_array().unwrap().iter().all(|d| d["notification_id"] != notification_id.as_str()), "{listed}");
+    app.stack.stop().await;
 }

@@ -389,6 +389,7 @@ fn table_var(table: &str) -> Option<&'static str> {
         "Suppressions" => vars::SUPPRESSIONS_TABLE,
         "RateLimits" => vars::RATE_LIMITS_TABLE,
         "ApiKeys" => vars::API_KEYS_TABLE,
+        "DeadLetters" => vars::DEAD_LETTERS_TABLE,
         _ => return None,
     })
 }

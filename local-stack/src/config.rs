@@ -413,6 +413,7 @@ async fn aws_backend(args: &Args) -> Result<AwsBackend, String> {
                 suppressions: table(vars::SUPPRESSIONS_TABLE)?,
                 rate_limits: table(vars::RATE_LIMITS_TABLE)?,
                 api_keys: table(vars::API_KEYS_TABLE)?,
+                dead_letters: table(vars::DEAD_LETTERS_TABLE)?,
             },
         }
     };

@@ -24,7 +24,7 @@ use shared::ports::{
     ChannelSender, Claim, Connection, ConnectionStore, Delivery, ProviderReceipt, EventRecord, EventStore, IdempotencyStore, NotificationStore, Page,
     ProfileStore, SendError, StoreError, StoredResponse, TransitionOutcome,
 };
-use shared::ports::{Pace, RateLimiter, Suppression, SuppressionStore};
+use shared::ports::{DeadLetter, DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionStore};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -403,6 +403,22 @@ impl<S: shared::ports::KeyDirectory> shared::ports::KeyDirectory for FaultyStore
     }
     async fn put_tenant_settings(&self, tenant: &shared::domain::Tenant, settings: &shared::ports::TenantSettings) -> Result<(), StoreError> {
         faulty_write!(self, self.inner.put_tenant_settings(tenant, settings))
+    }
+}
+
+#[async_trait]
+impl<S: DeadLetterStore> DeadLetterStore for FaultyStore<S> {
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        faulty_write!(self, self.inner.record_dead_letter(letter))
+    }
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        faulty_read!(self, self.inner.get_dead_letter(id))
+    }
+    async fn list_dead_letters(&self, queue: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>, StoreError> {
+        faulty_read!(self, self.inner.list_dead_letters(queue, limit, cursor))
+    }
+    async fn remove_dead_letter(&self, id: &str, last_failure_at: Timestamp) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.remove_dead_letter(id, last_failure_at))
     }
 }
 

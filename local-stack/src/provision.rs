@@ -464,6 +464,7 @@ async fn run(sdk: &SdkConfig, template_path: &Path, options: &ProvisionOptions, 
         suppressions: table("suppressions")?,
         rate_limits: table("rate-limits")?,
         api_keys: table("api-keys")?,
+        dead_letters: table("dead-letters")?,
     };
     Ok(Provisioned { stack_name: options.stack_name.clone(), queues, tables })
 }
@@ -625,7 +626,7 @@ mod tests {
         }
         let mut tables: Vec<&str> = plan.tables.iter().map(|t| t.logical_name.as_str()).collect();
         tables.sort_unstable();
-        assert_eq!(tables, ["api-keys", "connections", "events", "idempotency", "notifications", "rate-limits", "suppressions", "users"]);
+        assert_eq!(tables, ["api-keys", "connections", "dead-letters", "events", "idempotency", "notifications", "rate-limits", "suppressions", "users"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use shared::ports::{
     BatchQueue, ChannelSender, Clock, ConnectionPoster, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore,
     QueueReceiver, QueueSender, SystemClock, VisibilityControl,
 };
-use shared::ports::{RateLimiter, SuppressionStore};
+use shared::ports::{DeadLetterStore, RateLimiter, SuppressionStore};
 use shared::adapters::http::webhook::{TargetPolicy, WebhookSender, WebhookSigner};
 use shared::handlers::callbacks::{CallbackDeps, StatusCallbacks, handle_callback_record};
 use shared::topology::{CALLBACKS_QUEUE, DEFERRED_QUEUE, TopologySettings, all_queues, dead_letter_queue_of, events_queue, send_queue};
@@ -92,7 +92,7 @@ type Unfaulted = (Arc<dyn NotificationStore>, Arc<dyn SuppressionStore>);
 fn ports_over<Q, S>(queue: Arc<Q>, store: Arc<S>, faults: &Faults, clock: Arc<dyn Clock>) -> (Ports, Arc<dyn QueueReceiver>, Unfaulted)
 where
     Q: QueueSender + VisibilityControl + QueueReceiver + 'static,
-    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + shared::ports::KeyDirectory + 'static,
+    S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + shared::ports::KeyDirectory + DeadLetterStore + 'static,
 {
     let (queue, receiver): (Arc<dyn BatchQueue>, Arc<dyn QueueReceiver>) = if faults.touches(FaultTarget::Queue) {
         let faulty = Arc::new(FaultyQueue::new(queue, faults.clone()));

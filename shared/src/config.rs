@@ -23,6 +23,8 @@ pub mod vars {
     pub const SUPPRESSIONS_TABLE: &str = "NOTIFY_SUPPRESSIONS_TABLE";
     /// Sending rates shared by every instance of a function (one item per key and second).
     pub const RATE_LIMITS_TABLE: &str = "NOTIFY_RATE_LIMITS_TABLE";
+    /// Jobs the pipeline gave up on, listed and replayed through the API.
+    pub const DEAD_LETTERS_TABLE: &str = "NOTIFY_DEAD_LETTERS_TABLE";
     /// Comma-separated hex SHA-256 of the accepted API keys (never the keys themselves).
     pub const API_KEY_HASHES: &str = "NOTIFY_API_KEY_HASHES";
     /// Comma-separated plain API keys (local use only).
@@ -78,6 +80,7 @@ pub mod vars {
         ("CONNECTIONS_TABLE", CONNECTIONS_TABLE),
         ("SUPPRESSIONS_TABLE", SUPPRESSIONS_TABLE),
         ("RATE_LIMITS_TABLE", RATE_LIMITS_TABLE),
+        ("DEAD_LETTERS_TABLE", DEAD_LETTERS_TABLE),
         ("API_KEY_HASHES", API_KEY_HASHES),
         ("API_KEYS", API_KEYS),
         ("API_KEYS_TABLE", API_KEYS_TABLE),

@@ -166,6 +166,7 @@ pub enum Table {
     Suppressions,
     RateLimits,
     ApiKeys,
+    DeadLetters,
 }
 
 impl Table {
@@ -179,6 +180,7 @@ impl Table {
             Table::Suppressions => vars::SUPPRESSIONS_TABLE,
             Table::RateLimits => vars::RATE_LIMITS_TABLE,
             Table::ApiKeys => vars::API_KEYS_TABLE,
+            Table::DeadLetters => vars::DEAD_LETTERS_TABLE,
         }
     }
 }
@@ -200,6 +202,7 @@ pub fn table_names(env: &Env, uses: &[Table]) -> Result<TableNames, StartupError
         suppressions: name(Table::Suppressions)?,
         rate_limits: name(Table::RateLimits)?,
         api_keys: name(Table::ApiKeys)?,
+        dead_letters: name(Table::DeadLetters)?,
     })
 }
 

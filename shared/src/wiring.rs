@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::WsTokens;
 use crate::catalog::Catalog;
 use crate::handlers::dead_letter::{DEFAULT_MAX_REDRIVES, DeadLetterDeps};
+use crate::handlers::dead_letters::DeadLetterApiDeps;
 use crate::handlers::deferred::DeferredDeps;
 use crate::handlers::fallback::FallbackDeps;
 use crate::handlers::ingest::{IngestDeps, IngestSettings};
@@ -19,7 +20,7 @@ use crate::handlers::callbacks::StatusCallbacks;
 use crate::handlers::ws::WsDeps;
 use crate::handlers::feedback::FeedbackDeps;
 use crate::ports::{BatchQueue, ChannelSender, Clock, ConnectionStore, EventStore, IdempotencyStore, NotificationStore, ProfileStore};
-use crate::ports::{RateLimiter, SuppressionStore};
+use crate::ports::{DeadLetterStore, RateLimiter, SuppressionStore};
 
 /// The longest a sender's claim on a notification holds: well beyond one provider call.
 pub const SEND_LEASE: Duration = Duration::from_secs(60);
@@ -38,6 +39,8 @@ pub struct Ports {
     pub rate_limits: Arc<dyn RateLimiter>,
     /// Tenants' API keys and settings.
     pub keys: Arc<dyn crate::ports::KeyDirectory>,
+    /// Jobs given up on, for the API to list and replay.
+    pub dead_letters: Arc<dyn DeadLetterStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -45,7 +48,7 @@ impl Ports {
     /// Every port from one adapter of each kind (a queue, and a store that holds every table).
     pub fn over<S>(queue: Arc<dyn BatchQueue>, store: Arc<S>, clock: Arc<dyn Clock>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + DeadLetterStore + 'static,
     {
         Ports {
             queue,
@@ -56,7 +59,8 @@ impl Ports {
             connections: store.clone(),
             suppressions: store.clone(),
             rate_limits: store.clone(),
-            keys: store,
+            keys: store.clone(),
+            dead_letters: store,
             clock,
         }
     }
@@ -124,6 +128,17 @@ pub fn queries(ports: &Ports, catalog: Arc<Catalog>, tokens: Arc<WsTokens>, post
         suppressions: ports.suppressions.clone(),
         tokens,
         clock: ports.clock.clone(),
+        dead_letters: dead_letter_api(ports),
+    }
+}
+
+/// The API's dead-letter routes: list what was given up on, replay it to its queue.
+pub fn dead_letter_api(ports: &Ports) -> DeadLetterApiDeps {
+    DeadLetterApiDeps {
+        dead_letters: ports.dead_letters.clone(),
+        notifications: ports.notifications.clone(),
+        queue: ports.queue.clone(),
+        clock: ports.clock.clone(),
     }
 }
 
@@ -142,6 +157,7 @@ pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Rout
         retry: settings.pipeline_retry.clone(),
         callbacks: settings.callbacks(ports),
         tenants: Arc::new(crate::ports::TenantSettingsCache::new(ports.keys.clone())),
+        dead_letters: ports.dead_letters.clone(),
     }
 }
 
@@ -161,6 +177,7 @@ pub fn scheduler(ports: &Ports, settings: &Settings) -> DeferredDeps {
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),
         retry: settings.pipeline_retry.clone(),
+        dead_letters: ports.dead_letters.clone(),
     }
 }
 
@@ -183,6 +200,7 @@ pub fn dead_letter(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) ->
         retry: settings.pipeline_retry.clone(),
         max_redrives: settings.max_redrives,
         callbacks: settings.callbacks(ports),
+        dead_letters: ports.dead_letters.clone(),
     }
 }
 

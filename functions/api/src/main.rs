@@ -1,5 +1,6 @@
 //! `api`: the read side and the recipient API behind the HTTP API: event status, profiles,
-//! preferences, the inbox, WebSocket tokens, suppressions, and cancelling an event.
+//! preferences, the inbox, WebSocket tokens, suppressions, cancelling an event, and listing and
+//! replaying dead letters.
 
 use lambda_http::Error;
 use shared::adapters::aws::sdk_config;
@@ -15,7 +16,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions, Table::Connections])?;
+    let tables = lambda::table_names(&env, &[Table::Events, Table::Notifications, Table::Users, Table::Suppressions, Table::Connections, Table::DeadLetters])?;
     let settings = lambda::settings(&env)?;
     let catalog = lambda::catalog(&env)?;
 

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Users, Table::Notifications, Table::Suppressions, Table::ApiKeys])?;
+    let tables = lambda::table_names(&env, &[Table::Users, Table::Notifications, Table::Suppressions, Table::ApiKeys, Table::DeadLetters])?;
     let catalog = lambda::catalog(&env)?;
     let settings = lambda::settings(&env)?;
 

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Notifications])?;
+    let tables = lambda::table_names(&env, &[Table::Notifications, Table::DeadLetters])?;
     let settings = lambda::settings(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);

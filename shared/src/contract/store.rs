@@ -2,6 +2,9 @@
 //! behaviour. Each check asks the fixture for a fresh, empty store and uses explicit timestamps,
 //! so nothing here sleeps or depends on the wall clock.
 
+mod dead_letters;
+pub use dead_letters::*;
+
 /// Re-exported so a fixture can implement [`StoreFixture`] without depending on `async-trait`.
 pub use async_trait::async_trait;
 use jiff::Timestamp;
@@ -18,7 +21,7 @@ use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, channel_rank,
 };
-use crate::ports::{Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
+use crate::ports::{DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
 
 /// Builds stores for the checks.
 #[async_trait]
@@ -38,13 +41,14 @@ pub struct StoreHandles {
     pub suppressions: Arc<dyn SuppressionStore>,
     pub rate_limits: Arc<dyn RateLimiter>,
     pub keys: Arc<dyn crate::ports::KeyDirectory>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
 }
 
 impl StoreHandles {
     /// Every port served by one adapter value.
     pub fn all_from<S>(store: Arc<S>) -> Self
     where
-        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + 'static,
+        S: IdempotencyStore + EventStore + NotificationStore + ProfileStore + ConnectionStore + SuppressionStore + RateLimiter + crate::ports::KeyDirectory + DeadLetterStore + 'static,
     {
         Self {
             idempotency: store.clone(),
@@ -54,7 +58,8 @@ impl StoreHandles {
             connections: store.clone(),
             suppressions: store.clone(),
             rate_limits: store.clone(),
-            keys: store,
+            keys: store.clone(),
+            dead_letters: store,
         }
     }
 }
@@ -106,6 +111,10 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     key_directory_keeps_tenant_settings(fixture).await;
     rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture).await;
     rate_limits_keys_are_independent(fixture).await;
+    dead_letters_are_recorded_once_per_id_keeping_the_first_failure(fixture).await;
+    dead_letters_list_newest_first_in_pages_of_every_queue_or_one(fixture).await;
+    dead_letters_are_removed_only_as_they_were_read(fixture).await;
+    notifications_failed_because_guard_and_attempt_reset(fixture).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -180,6 +180,8 @@ pub enum AttemptChange {
     /// Take back the attempt the claim counted: the provider asked us to slow down, which is
     /// not a failed attempt.
     Refund,
+    /// Back to none: a fresh attempt budget (a dead letter replayed by an operator).
+    Reset,
 }
 
 /// A change a user makes to a notification in their inbox; each has its undo.
@@ -285,6 +287,11 @@ impl Transition {
         self
     }
 
+    pub fn reset_attempts(mut self) -> Self {
+        self.attempts = AttemptChange::Reset;
+        self
+    }
+
     pub fn fallback(mut self, fallback: Option<FallbackProgress>) -> Self {
         self.fallback = Some(fallback);
         self
@@ -319,6 +326,7 @@ impl Transition {
             AttemptChange::Keep => {}
             AttemptChange::Count => out.attempts += 1,
             AttemptChange::Refund => out.attempts = out.attempts.saturating_sub(1),
+            AttemptChange::Reset => out.attempts = 0,
         }
         if let Some(f) = self.fallback {
             out.fallback = f;
@@ -342,6 +350,8 @@ pub enum Guard {
     /// (to the millisecond). A sender records its outcome under it, so a sender whose lease ran
     /// out and was taken over cannot overwrite the new holder's claim.
     ClaimedUntil(Timestamp),
+    /// `failed` for this reason (one of [`reason`]): only that failure may be undone.
+    FailedBecause(String),
 }
 
 impl Guard {
@@ -356,6 +366,7 @@ impl Guard {
             Guard::ClaimedUntil(lease) => {
                 n.status == Status::Sending && n.lease_until.is_some_and(|until| until.as_millisecond() == lease.as_millisecond())
             }
+            Guard::FailedBecause(why) => n.status == Status::Failed && n.reason.as_deref() == Some(why.as_str()),
         }
     }
 }

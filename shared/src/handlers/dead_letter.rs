@@ -9,14 +9,17 @@
 //! - otherwise puts the job back on its send queue, at most `max_redrives` times (the count
 //!   travels in the job), where it goes behind the user's newer messages on that channel: the
 //!   one case where per-user order can break, written down in the README;
-//! - after that fails the notification as `retries_exhausted` (owing its fallback);
-//! - keeps (parks) a job it cannot read or whose notification does not exist, never deletes it;
+//! - after that fails the notification as `retries_exhausted` (owing its fallback) and records
+//!   the job as a dead letter (`handlers::dead_letters`), for an operator to list and replay;
+//! - records a job it cannot read or whose notification does not exist as a dead letter, body
+//!   and all, and only then lets go of it: the record holds it from there on;
 //! - backs off on the store and queue like every other handler, so nothing here is lost to a
 //!   hiccup: the dead-letter queue itself has no redrive.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dead_letters::{dead_letter_of, park_or_record, record_dead_letter};
 use super::fallback::{self, FallbackDeps};
 use super::router::outgoing_message;
 use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
@@ -24,7 +27,7 @@ use crate::domain::notification::reason;
 use crate::domain::{Guard, Notification};
 use crate::jobs::{SendJob, decode};
 use crate::metrics;
-use crate::ports::{Clock, NotificationStore, OutgoingMessage, QueueSender, TransitionOutcome};
+use crate::ports::{Clock, DeadLetterReason, DeadLetterStore, NotificationStore, OutgoingMessage, QueueSender, TransitionOutcome};
 
 /// How often a send job may go back from its dead-letter queue to its queue.
 pub const DEFAULT_MAX_REDRIVES: u32 = 3;
@@ -39,6 +42,8 @@ pub struct DeadLetterDeps {
     pub max_redrives: u32,
     /// Where final statuses are announced to the producer.
     pub callbacks: super::callbacks::StatusCallbacks,
+    /// Where the jobs given up on are recorded.
+    pub dead_letters: Arc<dyn DeadLetterStore>,
 }
 
 pub async fn handle_dead_letter_record(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
@@ -59,14 +64,15 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(error = %e, queue = record.queue, "unreadable dead letter kept for an operator");
-            return RecordOutcome::Park(ParkReason::Unreadable);
+            return park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::Unreadable, None).await;
         }
     };
     let current = match deps.notifications.get(&job.notification_id).await {
         Ok(Some(n)) => n,
         Ok(None) => {
             tracing::error!(notification_id = %job.notification_id, "dead letter for an unknown notification kept for an operator");
-            return RecordOutcome::Park(ParkReason::UnknownNotification);
+            return park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::UnknownNotification, Some(&job))
+                .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
@@ -74,7 +80,7 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
         }
     };
     if current.status.is_final() {
-        return settle(deps, &current, record.receive_count).await;
+        return given_up(deps, &record, &job, &current).await;
     }
     let now = deps.clock.now();
     if job.redrives < deps.max_redrives {
@@ -100,20 +106,37 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
         Ok(TransitionOutcome::Applied(n)) => {
             metrics::notification_failed(n.channel, n.priority.lane());
             tracing::warn!(notification_id = %n.notification_id, channel = n.channel.as_str(), attempts = n.attempts, "failed after its redrives");
-            settle(deps, &n, record.receive_count).await
+            given_up(deps, &record, &job, &n).await
         }
-        Ok(TransitionOutcome::Rejected(n)) if n.status.is_final() => settle(deps, &n, record.receive_count).await,
+        Ok(TransitionOutcome::Rejected(n)) if n.status.is_final() => given_up(deps, &record, &job, &n).await,
         // A sender holds a live claim: see how it ends.
         Ok(TransitionOutcome::Rejected(n)) => {
             let wait = n.lease_until.and_then(|u| Duration::try_from(u.duration_since(now)).ok()).unwrap_or_default();
             RecordOutcome::Retry(wait.max(Duration::from_secs(1)))
         }
-        Ok(TransitionOutcome::NotFound) => RecordOutcome::Park(ParkReason::UnknownNotification),
+        Ok(TransitionOutcome::NotFound) => {
+            park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::UnknownNotification, Some(&job)).await
+        }
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
             backoff()
         }
     }
+}
+
+/// A final notification: when this handler failed it after the job's redrives, the job is
+/// recorded as a dead letter (again, harmlessly, when this is a retry); then what it owes is
+/// settled.
+async fn given_up(deps: &DeadLetterDeps, record: &Record<'_>, job: &SendJob, n: &Notification) -> RecordOutcome {
+    let exhausted = n.status == crate::domain::Status::Failed && n.reason.as_deref() == Some(reason::RETRIES_EXHAUSTED);
+    if exhausted && job.redrives >= deps.max_redrives {
+        let letter = dead_letter_of(record, DeadLetterReason::RetriesExhausted, Some(job), deps.clock.now());
+        let recorded = record_dead_letter(deps.dead_letters.as_ref(), &deps.retry, record, letter).await;
+        if recorded != RecordOutcome::Done {
+            return recorded;
+        }
+    }
+    settle(deps, n, record.receive_count).await
 }
 
 /// Done once the fallback `n` may owe is queued.
@@ -133,6 +156,7 @@ mod tests {
     use crate::domain::{Channel, FallbackProgress, NotificationId, Status, Transition};
     use crate::handlers::test_support::*;
     use crate::jobs::{RouteJob, encode};
+    use crate::ports::{DeadLetter, DeadLetterReason, DeadLetterStore};
 
     const DLQ: &str = "send-push-fast-dlq.fifo";
     const SEND_PUSH_FAST: &str = "send-push-fast.fifo";
@@ -151,20 +175,57 @@ mod tests {
         Some(FallbackProgress { channel: Channel::Sms, queued: false })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_unreadable_dead_letter_is_parked() {
-        let h = Harness::new().await;
-        let outcome = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await;
-        assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
+    async fn recorded(h: &Harness) -> Vec<DeadLetter> {
+        let page = h.store.inner.list_dead_letters(None, 100, None).await.unwrap();
+        assert_eq!(page.next, None);
+        page.items
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_dead_letter_for_an_unknown_notification_is_parked() {
+    async fn an_unreadable_dead_letter_is_recorded_with_its_body_then_let_go() {
+        let h = Harness::new().await;
+        let outcome = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 1)).await;
+        assert_eq!(outcome, RecordOutcome::Done, "the record holds it now");
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        let l = &letters[0];
+        assert_eq!((l.queue.as_str(), l.reason, l.body.as_str(), l.group_id.as_deref()), (DLQ, DeadLetterReason::Unreadable, "{", Some("default#u-42")));
+        assert_eq!((&l.notification_id, l.attempts, l.first_failure_at), (&None, 1, t0()));
+        assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_for_an_unknown_notification_is_recorded() {
         let h = Harness::new().await;
         let mut job = push(&h).await;
         job.notification_id = NotificationId::from_stored("ntf_unknown".into());
-        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Park(ParkReason::UnknownNotification));
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
         assert!(h.queue.sent().is_empty());
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].reason, DeadLetterReason::UnknownNotification);
+        assert_eq!(letters[0].notification_id.as_deref(), Some("ntf_unknown"));
+        assert_eq!(letters[0].user_id.as_deref(), Some(USER));
+        assert_eq!(letters[0].body, encode(&job));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_letter_that_cannot_be_recorded_is_retried_not_let_go() {
+        let h = Harness::new().await;
+        h.store.fail_next("record_dead_letter", 1);
+        let RecordOutcome::Retry(after) = handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 3)).await else { panic!("retried") };
+        assert_backoff(after, &HICCUP, 3);
+        assert!(recorded(&h).await.is_empty());
+        assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{", 4)).await, RecordOutcome::Done);
+        assert_eq!(recorded(&h).await.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redrive_records_no_dead_letter() {
+        let h = Harness::new().await;
+        let job = push(&h).await;
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+        assert!(recorded(&h).await.is_empty(), "not given up on yet");
     }
 
     #[tokio::test(start_paused = true)]
@@ -239,6 +300,41 @@ mod tests {
         assert_eq!(h.depth(SEND_PUSH_FAST).await, 0, "not put back");
         let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
         assert_eq!(routed.len(), 1);
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1, "recorded as a dead letter");
+        let l = &letters[0];
+        assert_eq!((l.reason, l.attempts), (DeadLetterReason::RetriesExhausted, h.settings.max_redrives + 1));
+        assert_eq!(l.id, crate::ports::dead_letter_id(DLQ, job.notification_id.as_str()));
+        assert_eq!(l.notification_id.as_deref(), Some(job.notification_id.as_str()));
+        assert_eq!(l.event_id.as_deref(), Some(job.event_id.as_str()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_same_job_given_up_on_again_is_one_dead_letter_keeping_its_first_failure() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+        h.clock.advance(Duration::from_secs(60));
+        assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done, "redelivered");
+        let letters = recorded(&h).await;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].first_failure_at, letters[0].last_failure_at), (t0(), t0() + Duration::from_secs(60)));
+        let routed: Vec<RouteJob> = h.take(EVENTS_FAST).await;
+        assert_eq!(routed.len(), 1, "the fallback once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_whose_recording_failed_is_recorded_on_the_retry() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.store.fail_next("record_dead_letter", 1);
+
+        assert!(matches!(handle_job(&h, &job, 1).await, RecordOutcome::Retry(_)));
+        assert_eq!(h.notification(&job.notification_id).await.status, Status::Failed, "failed before the recording");
+        assert!(recorded(&h).await.is_empty());
+
+        assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done);
+        assert_eq!(recorded(&h).await.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dead_letters::park_or_record;
 use super::router::outgoing_message;
 use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::domain::{Guard, Status, Transition};
@@ -21,6 +22,8 @@ pub struct DeferredDeps {
     pub clock: Arc<dyn Clock>,
     /// Backoff after a store or queue failure.
     pub retry: RetryPolicy,
+    /// Where a record of `deferred-dlq` that cannot be released is recorded.
+    pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
 }
 
 pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> RecordOutcome {
@@ -29,7 +32,7 @@ pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> 
         Ok(job) => job,
         Err(e) => {
             tracing::error!(error = %e, "unreadable deferred job");
-            return RecordOutcome::Park(ParkReason::Unreadable);
+            return park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::Unreadable, None).await;
         }
     };
     let now = deps.clock.now();
@@ -51,7 +54,10 @@ pub async fn handle_deferred_record(deps: &DeferredDeps, record: Record<'_>) -> 
         Ok(TransitionOutcome::Applied(_)) => {}
         Ok(TransitionOutcome::Rejected(n)) if n.status == Status::Pending => {} // released before; queue again
         Ok(TransitionOutcome::Rejected(_)) => return RecordOutcome::Done, // sending or final already
-        Ok(TransitionOutcome::NotFound) => return RecordOutcome::Park(ParkReason::UnknownNotification),
+        Ok(TransitionOutcome::NotFound) => {
+            let job = Some(&deferred.job);
+            return park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::UnknownNotification, job).await;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "store unavailable");
             return retry();
@@ -171,6 +177,24 @@ mod tests {
 
         assert_eq!(handle(&h, &deferred, 1).await, RecordOutcome::Park(ParkReason::UnknownNotification));
         assert!(h.queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_of_an_unknown_notification_on_the_dead_letter_queue_is_recorded_for_an_operator() {
+        use crate::ports::{DeadLetterReason, DeadLetterStore};
+        let h = Harness::new().await;
+        let mut deferred = scheduled(&h, t0()).await;
+        deferred.job.notification_id = NotificationId::from_stored("ntf_unknown".into());
+        let body = encode(&deferred);
+
+        assert_eq!(handle_deferred_record(&h.scheduler(), record("deferred-dlq", &body, 1)).await, RecordOutcome::Done);
+
+        assert!(h.queue.sent().is_empty());
+        let letters = h.store.inner.list_dead_letters(None, 10, None).await.unwrap().items;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].queue.as_str(), letters[0].reason), ("deferred-dlq", DeadLetterReason::UnknownNotification));
+        assert_eq!(letters[0].notification_id.as_deref(), Some("ntf_unknown"));
+        assert_eq!(letters[0].body, body);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 
 pub mod callbacks;
 pub mod dead_letter;
+pub mod dead_letters;
 pub mod deferred;
 pub mod fallback;
 pub mod feedback;

@@ -21,6 +21,8 @@ pub struct QueryDeps {
     pub clock: Arc<dyn Clock>,
     /// The user's live WebSockets, told of every inbox change.
     pub live: Arc<super::ws::WebSocketFanout>,
+    /// `GET /v1/dead-letters`, `POST /v1/dead-letters/replay`.
+    pub dead_letters: super::dead_letters::DeadLetterApiDeps,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -36,6 +36,8 @@ pub struct RouterDeps {
     pub callbacks: super::callbacks::StatusCallbacks,
     /// Each tenant's sender identity (e-mail `From`, SMS sender id), stamped on its messages.
     pub tenants: Arc<crate::ports::TenantSettingsCache>,
+    /// Where a record of `events-*-dlq` that cannot be routed is recorded.
+    pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -59,9 +61,11 @@ pub async fn handle_route_record(deps: &RouterDeps, record: Record<'_>) -> Recor
     let job: RouteJob = match decode(record.body, "route job") {
         Ok(job) => job,
         Err(e) => {
-            // Not from our ingest: keep it on the dead-letter queue, where an operator can see it.
+            // Not from our ingest: parked on the dead-letter queue, and recorded there as a dead
+            // letter an operator can see.
             tracing::error!(error = %e, "unreadable route job");
-            return RecordOutcome::Park(ParkReason::Unreadable);
+            let (store, clock) = (deps.dead_letters.as_ref(), deps.clock.as_ref());
+            return super::dead_letters::park_or_record(store, clock, &deps.retry, &record, ParkReason::Unreadable, None).await;
         }
     };
     match route_event(deps, &job).await {
@@ -524,5 +528,16 @@ mod tests {
         let h = Harness::new().await;
         let outcome = handle_route_record(&h.router(), record(EVENTS_FAST, r#"{"event": null}"#, 1)).await;
         assert_eq!(outcome, RecordOutcome::Park(ParkReason::Unreadable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_route_job_on_the_dead_letter_queue_is_recorded_for_an_operator() {
+        use crate::ports::{DeadLetterReason, DeadLetterStore};
+        let h = Harness::new().await;
+        let outcome = handle_route_record(&h.router(), record("events-fast-dlq.fifo", r#"{"event": null}"#, 1)).await;
+        assert_eq!(outcome, RecordOutcome::Done, "the record holds it now");
+        let letters = h.store.inner.list_dead_letters(Some("events-fast-dlq.fifo"), 10, None).await.unwrap().items;
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].reason, letters[0].body.as_str()), (DeadLetterReason::Unreadable, r#"{"event": null}"#));
     }
 }

@@ -29,7 +29,7 @@ use crate::ports::{ProviderReceipt,
     OutgoingMessage, Page, ProfileStore, QueueError, QueueReceiver, QueueSender, ReceivedMessage, SendError, StoreError, StoredResponse,
     TransitionOutcome, VisibilityControl,
 };
-use crate::ports::{Pace, RateLimiter, Suppression, SuppressionStore};
+use crate::ports::{DeadLetter, DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionStore};
 use crate::routing::address_for;
 use crate::topology::all_queues;
 use crate::wiring::{self, Ports, Settings};
@@ -142,6 +142,10 @@ const STORE_OPS: &[&str] = &[
     "list_suppressions",
     "remove_suppression",
     "acquire",
+    "record_dead_letter",
+    "get_dead_letter",
+    "list_dead_letters",
+    "remove_dead_letter",
 ];
 
 /// Every store port over one [`MemoryStore`]; any named operation can be told to fail its next
@@ -327,6 +331,25 @@ impl crate::ports::KeyDirectory for FlakyStore {
 }
 
 #[async_trait]
+impl DeadLetterStore for FlakyStore {
+    async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.run("record_dead_letter", self.inner.record_dead_letter(letter)).await
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.run("get_dead_letter", self.inner.get_dead_letter(id)).await
+    }
+
+    async fn list_dead_letters(&self, queue: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>, StoreError> {
+        self.run("list_dead_letters", self.inner.list_dead_letters(queue, limit, cursor)).await
+    }
+
+    async fn remove_dead_letter(&self, id: &str, last_failure_at: Timestamp) -> Result<bool, StoreError> {
+        self.run("remove_dead_letter", self.inner.remove_dead_letter(id, last_failure_at)).await
+    }
+}
+
+#[async_trait]
 impl RateLimiter for FlakyStore {
     async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
         self.run("acquire", self.inner.acquire(key, per_second, now)).await
@@ -370,6 +393,11 @@ impl FlakyQueue {
     /// Every message accepted so far, with its queue.
     pub(crate) fn sent(&self) -> Vec<(String, OutgoingMessage)> {
         self.sent.lock().unwrap().clone()
+    }
+
+    /// Forgets what was sent so far (the queues keep their messages).
+    pub(crate) fn sent_clear(&self) {
+        self.sent.lock().unwrap().clear();
     }
 }
 

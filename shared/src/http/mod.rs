@@ -259,6 +259,8 @@ pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
         .route("/v1/event-types/{event_type}/preview", post(preview_event_type))
         .route("/v1/suppressions", get(list_suppressions))
         .route("/v1/suppressions/{channel}/{address}", delete(delete_suppression))
+        .route("/v1/dead-letters", get(list_dead_letters))
+        .route("/v1/dead-letters/replay", post(replay_dead_letters))
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps.clone())
         .layer(middleware::from_fn_with_state(keys, require_api_key))
@@ -536,6 +538,61 @@ async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Extension(tenant
     match queries::remove_suppression(&deps, &tenant, &channel, &address).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => query_problem(e, "suppression"),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    queue: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn dead_letter_problem(e: crate::handlers::dead_letters::DeadLetterError) -> Response {
+    use crate::handlers::dead_letters::DeadLetterError;
+    match e {
+        DeadLetterError::Invalid(errors) => Problem::invalid(errors),
+        DeadLetterError::Store(e) => {
+            tracing::error!(error = %e, "store error");
+            Problem::unavailable().with_retry_after(UNAVAILABLE_RETRY_AFTER)
+        }
+        DeadLetterError::Queue(e) => {
+            tracing::error!(error = %e, "queue error");
+            Problem::unavailable().with_retry_after(UNAVAILABLE_RETRY_AFTER)
+        }
+    }
+    .into_response()
+}
+
+/// `GET /v1/dead-letters?queue=&limit=&cursor=`: `{"items": [...], "next_cursor": ...}`, newest first.
+async fn list_dead_letters(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(page)) = query else {
+        return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
+    };
+    match crate::handlers::dead_letters::list(&deps.dead_letters, &tenant, page.queue.as_deref(), page.limit, page.cursor.as_deref()).await {
+        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Err(e) => dead_letter_problem(e),
+    }
+}
+
+/// `POST /v1/dead-letters/replay` with `{"ids": [...]}` or `{"queue": "...", "limit": n}`:
+/// `200 {"results": [{"id", "outcome", "status"?}], "more"?}`.
+async fn replay_dead_letters(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, body: Result<Bytes, BytesRejection>) -> Response {
+    use crate::handlers::dead_letters::{self, DeadLetterError};
+    let body = match body_or_problem(body, READ_LIMIT) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Problem::malformed("the body is not JSON").into_response();
+    };
+    let request = match dead_letters::parse_replay(&value) {
+        Ok(r) => r,
+        Err(errors) => return dead_letter_problem(DeadLetterError::Invalid(errors)),
+    };
+    match dead_letters::replay(&deps.dead_letters, &tenant, request).await {
+        Ok(answer) => ok_json(&answer),
+        Err(e) => dead_letter_problem(e),
     }
 }
 

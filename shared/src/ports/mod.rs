@@ -2,6 +2,7 @@
 //! fast tests) and an AWS adapter, and one contract suite (`crate::contract`) both must pass.
 
 pub mod clock;
+pub mod dead_letters;
 pub mod delivery;
 pub mod keys;
 pub mod pacing;
@@ -10,6 +11,7 @@ pub mod store;
 pub mod suppression;
 
 pub use clock::{Clock, SystemClock};
+pub use dead_letters::{DeadLetter, DeadLetterReason, DeadLetterStore, dead_letter_id};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
 pub use keys::{KeyDirectory, StoredKey, TenantSettings, TenantSettingsCache};
 pub use pacing::{Pace, RateLimiter};

@@ -12,12 +12,15 @@
 //! | connections | `connection_id` (S) | `by-user`: `user_id` | a user's live WebSocket connections; item `#active-connections` counts them |
 //! | suppressions | `key` (S) = `suppression_key(tenant, channel, address)` | `newest`: `list` / `created_key` | whether to send to an address; every suppression, newest first |
 //! | rate-limits | `pk` (S) = `{key}#{epoch second}` | – | a sending rate shared by every instance (attribute `sent`, N) |
+//! | dead-letters | `id` (S) | `newest`, `by-queue` | see `dead_letters` below |
 //!
 //! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
 //! `attribute_not_exists(<key>)`; every notification transition its [`Guard`] (status set, or
 //! "pending/scheduled, or sending with `lease_until_ms` < now"). When a condition fails, the
 //! current item is read back with a consistent read.
+
+mod dead_letters;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -49,6 +52,8 @@ pub struct TableNames {
     pub suppressions: String,
     pub rate_limits: String,
     pub api_keys: String,
+    /// Jobs the pipeline gave up on (`ports::dead_letters`).
+    pub dead_letters: String,
 }
 
 impl TableNames {
@@ -63,6 +68,7 @@ impl TableNames {
             suppressions: format!("{prefix}suppressions"),
             rate_limits: format!("{prefix}rate-limits"),
             api_keys: format!("{prefix}api-keys"),
+            dead_letters: format!("{prefix}dead-letters"),
         }
     }
 }
@@ -336,6 +342,10 @@ fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
             set.push("attempts = attempts - :one".into());
             values.insert(":one".into(), n(1));
         }
+        AttemptChange::Reset => {
+            set.push("attempts = :zero".into());
+            values.insert(":zero".into(), n(0));
+        }
     }
     match change.fallback {
         Some(Some(fallback)) => {
@@ -373,6 +383,11 @@ fn guard_condition(guard: &Guard, values: &mut HashMap<String, AttributeValue>) 
             let sending = status_value(Status::Sending, values)?;
             values.insert(":g_lease".into(), n(lease.as_millisecond()));
             Ok(format!("#status = {sending} AND lease_until_ms = :g_lease"))
+        }
+        Guard::FailedBecause(why) => {
+            let failed = status_value(Status::Failed, values)?;
+            values.insert(":g_reason".into(), s(why.as_str()));
+            Ok(format!("#status = {failed} AND reason = :g_reason"))
         }
         Guard::Claimable { now } => {
             let pending = status_value(Status::Pending, values)?;

@@ -9,6 +9,8 @@
 //! `.await`; a poisoned lock is recovered (every operation leaves the tables consistent before it
 //! can panic).
 
+mod dead_letters;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,6 +64,10 @@ struct Tables {
     api_keys: HashMap<String, Value>,
     /// Tenant settings by tenant.
     tenants: HashMap<String, Value>,
+    /// Dead letters by id.
+    dead_letters: HashMap<String, Value>,
+    /// Index: (first failure in millis, id), newest last.
+    dead_letters_by_time: BTreeSet<dead_letters::DeadLetterSortKey>,
 }
 
 impl Tables {
