@@ -77,6 +77,14 @@ id_type!(
     UserId, "user_id", 100
 );
 
+impl UserId {
+    /// A user id read back from storage or out of a signed token: taken as it was written, not
+    /// parsed again (what `parse` accepts may widen, e.g. to tenant-scoped ids).
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
 /// A notification is one (event, channel) pair; its id is derived from both, so routing the same
 /// event again can never create a second notification for the same channel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

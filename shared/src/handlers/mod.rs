@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod dead_letter;
 pub mod deferred;
+pub mod erasure;
 pub mod fallback;
 pub mod feedback;
 pub mod ingest;
@@ -13,4 +14,5 @@ pub mod send;
 pub mod sqs_batch;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unsubscribe;
 pub mod ws;

@@ -34,6 +34,8 @@ pub struct RouterDeps {
     pub retry: RetryPolicy,
     /// Where final statuses are announced to the producer.
     pub callbacks: super::callbacks::StatusCallbacks,
+    /// The one-click unsubscribe links of non-transactional email (none: no links).
+    pub unsubscribe: Option<Arc<crate::auth::UnsubscribeLinks>>,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -137,6 +139,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                         notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                     }
                     Ok(message) => {
+                        let message = with_unsubscribe(deps.unsubscribe.as_deref(), event_type, channel, &event.user_id, message, now);
                         notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
                         if let Some(at) = deliver_at {
                             notification.status = Status::Scheduled;
@@ -210,6 +213,25 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
         "event routed"
     );
     Ok(routed)
+}
+
+/// Email of an event type that is not transactional and has a category carries RFC 8058
+/// one-click unsubscribe (`List-Unsubscribe: <link>`, `List-Unsubscribe-Post`), the link opting
+/// the recipient out of that category's email; other channels and transactional types never do.
+fn with_unsubscribe(
+    links: Option<&crate::auth::UnsubscribeLinks>,
+    event_type: &crate::catalog::EventType,
+    channel: Channel,
+    user: &crate::domain::UserId,
+    message: crate::ports::RenderedMessage,
+    now: Timestamp,
+) -> crate::ports::RenderedMessage {
+    match (links, crate::auth::unsubscribe::unsubscribe_category(event_type)) {
+        (Some(links), Some(category)) if channel == Channel::Email => {
+            links.headers(user, category, now).into_iter().fold(message, |m, (name, value)| m.with_header(name, value))
+        }
+        _ => message,
+    }
 }
 
 /// A send job goes straight to its channel's lane, or to the deferred queue when it must wait.

@@ -142,6 +142,9 @@ const STORE_OPS: &[&str] = &[
     "list_suppressions",
     "remove_suppression",
     "acquire",
+    "scrub_event_payload",
+    "scrub_content",
+    "delete_recipient",
 ];
 
 /// Every store port over one [`MemoryStore`]; any named operation can be told to fail its next
@@ -209,6 +212,10 @@ impl EventStore for FlakyStore {
     async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         self.run("get_event", self.inner.get_event(event_id)).await
     }
+
+    async fn scrub_event_payload(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        self.run("scrub_event_payload", self.inner.scrub_event_payload(event_id)).await
+    }
 }
 
 #[async_trait]
@@ -232,6 +239,10 @@ impl NotificationStore for FlakyStore {
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
         self.run("list_for_user", self.inner.list_for_user(user_id, limit, cursor)).await
     }
+
+    async fn scrub_content(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        self.run("scrub_content", self.inner.scrub_content(id)).await
+    }
 }
 
 #[async_trait]
@@ -254,6 +265,10 @@ impl ProfileStore for FlakyStore {
 
     async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {
         self.run("get_recipient", self.inner.get_recipient(user_id)).await
+    }
+
+    async fn delete_recipient(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        self.run("delete_recipient", self.inner.delete_recipient(user_id)).await
     }
 }
 

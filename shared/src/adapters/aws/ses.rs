@@ -1,9 +1,10 @@
-//! Amazon SES v2: `SesEmailSender` sends a notification's email (subject, text and HTML parts).
+//! Amazon SES v2: `SesEmailSender` sends a notification's email (subject, text and HTML parts,
+//! and the message's extra headers, such as `List-Unsubscribe`).
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader};
 
 use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
 
@@ -57,7 +58,12 @@ impl ChannelSender for SesEmailSender {
         if !m.part("html").is_empty() {
             body = body.html(content(m.part("html"))?);
         }
-        let message = Message::builder().subject(content(m.part("subject"))?).body(body.build()).build();
+        let mut message = Message::builder().subject(content(m.part("subject"))?).body(body.build());
+        // Extra headers (RFC 8058 one-click unsubscribe) as SES v2 `Message.Headers`.
+        for (name, value) in m.headers() {
+            message = message.headers(MessageHeader::builder().name(name).value(value).build().map_err(|e| SendError::Permanent(e.to_string()))?);
+        }
+        let message = message.build();
         let result = self
             .client
             .send_email()

@@ -66,14 +66,20 @@ impl SendGridEmailSender {
         if !m.part("html").is_empty() {
             content.push(json!({"type": "text/html", "value": m.part("html")}));
         }
-        json!({
+        let mut body = json!({
             "personalizations": [{"to": [{"email": to}]}],
             "from": mailbox(&self.from),
             "subject": m.part("subject"),
             "content": content,
             // Comes back on SendGrid's event webhook: ties bounces and opens to the notification.
             "custom_args": {"notification_id": d.notification_id.as_str()},
-        })
+        });
+        // Extra headers (one-click unsubscribe), only when there are any.
+        let headers: serde_json::Map<String, Value> = m.headers().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+        if !headers.is_empty() {
+            body["headers"] = Value::Object(headers);
+        }
+        body
     }
 }
 
