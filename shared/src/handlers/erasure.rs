@@ -170,3 +170,94 @@ pub async fn erase_user(deps: &ErasureDeps, user_id: &str) -> Result<Erasure, Qu
     );
     Ok(erasure)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::notification::reason;
+    use crate::handlers::sqs_batch::RecordOutcome;
+    use crate::handlers::test_support::*;
+    use crate::jobs::encode;
+    use crate::ports::{Connection, Suppression, SuppressionReason};
+
+    async fn routed(h: &Harness, event_id: &str) -> EventId {
+        let job = h.route_job(&event("order.completed", event_id)).await;
+        let body = encode(&job);
+        let outcome = crate::handlers::router::handle_route_record(&h.router(), record("events-fast.fifo", &body, 1)).await;
+        assert_eq!(outcome, RecordOutcome::Done);
+        job.event.event_id
+    }
+
+    async fn suppress(h: &Harness, channel: Channel, address: &str) {
+        let s = Suppression { channel, address: address.into(), reason: SuppressionReason::HardBounce, created_at: t0(), notification_id: None };
+        h.store.inner.suppress(&s).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn erasure_removes_the_user_and_scrubs_what_stays_then_answers_404() {
+        let h = Harness::new().await;
+        let event_id = routed(&h, "evt-erase-1").await;
+        let ws = NotificationId::derive(&event_id, Channel::Websocket);
+        h.force(&ws, Transition::to(Status::Sent, t0()).last_error("earlier: timeout")).await;
+        suppress(&h, Channel::Email, &EMAIL.to_uppercase()).await;
+        suppress(&h, Channel::Sms, PHONE).await;
+        suppress(&h, Channel::Email, "someone.else@example.com").await;
+        let until = t0().checked_add(std::time::Duration::from_secs(3600)).unwrap();
+        h.store.inner.put_connection(&Connection { connection_id: "c-1".into(), user_id: user(), connected_at: t0(), expires_at: until }).await.unwrap();
+        let deps = crate::wiring::erasure(&h.ports, &h.settings);
+
+        let erased = erase_user(&deps, USER).await.expect("erased");
+
+        let expected = Erasure {
+            user_id: user(),
+            profile: true,
+            preferences: false,
+            connections: 1,
+            suppressions: 2,
+            notifications_scrubbed: 3,
+            notifications_canceled: 2,
+            event_payloads_scrubbed: 1,
+        };
+        assert_eq!(erased, expected);
+        assert_eq!(h.store.inner.get_recipient(&user()).await.unwrap(), (None, None));
+        assert!(h.store.inner.connections_of(&user(), t0()).await.unwrap().is_empty());
+        assert!(!h.store.inner.is_suppressed(Channel::Email, EMAIL).await.unwrap());
+        assert!(h.store.inner.is_suppressed(Channel::Email, "someone.else@example.com").await.unwrap(), "other addresses stay");
+        let left = h.store.inner.list_for_event(&event_id).await.unwrap();
+        assert_eq!(left.len(), 3, "the notifications stay, so the event's status is answerable");
+        assert!(left.iter().all(|n| n.title.is_none() && n.last_error.is_none()), "{left:?}");
+        let statuses: Vec<_> = left.iter().map(|n| (n.channel, n.status, n.reason.as_deref())).collect();
+        assert_eq!(
+            statuses,
+            [
+                (Channel::Email, Status::Canceled, Some(reason::USER_ERASED)),
+                (Channel::Push, Status::Canceled, Some(reason::USER_ERASED)),
+                (Channel::Websocket, Status::Sent, None)
+            ]
+        );
+        let record = h.store.inner.get_event(&event_id).await.unwrap().expect("the event stays");
+        assert!(record.event.payload.is_null());
+        assert_eq!(record.event.event_type, "order.completed");
+
+        assert_eq!(erase_user(&deps, USER).await, Err(QueryError::NotFound), "nothing left to erase");
+        assert_eq!(erase_user(&deps, "nobody").await, Err(QueryError::NotFound));
+        assert!(matches!(erase_user(&deps, "not a/valid id").await, Err(QueryError::Invalid(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_erasure_that_fails_midway_finishes_when_retried() {
+        let h = Harness::new().await;
+        routed(&h, "evt-erase-2").await;
+        suppress(&h, Channel::Email, EMAIL).await;
+        h.store.fail_next("delete_recipient", 1);
+        let deps = crate::wiring::erasure(&h.ports, &h.settings);
+
+        assert!(matches!(erase_user(&deps, USER).await, Err(QueryError::Store(_))));
+        assert!(h.store.inner.get_profile(&user()).await.unwrap().is_some(), "the profile goes last");
+
+        let erased = erase_user(&deps, USER).await.expect("the retry finishes");
+        assert!(erased.profile);
+        assert_eq!((erased.suppressions, erased.notifications_scrubbed), (0, 0), "done by the first try");
+        assert_eq!(h.store.inner.get_profile(&user()).await.unwrap(), None);
+    }
+}

@@ -499,6 +499,62 @@ mod tests {
         assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
     }
 
+    fn unsubscribe_links() -> Arc<crate::auth::UnsubscribeLinks> {
+        let tokens = crate::auth::UnsubscribeTokens::from_user_token_secret(&[5u8; 32], crate::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL).unwrap();
+        Arc::new(crate::auth::UnsubscribeLinks::new(tokens, "https://api.example.com").unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_transactional_email_carries_one_click_unsubscribe_for_its_category() {
+        let mut h = Harness::new().await;
+        h.settings.unsubscribe = Some(unsubscribe_links());
+        let mut newsletter = event("marketing.newsletter", "evt-news-1");
+        newsletter.channels = Some(vec![Channel::Email, Channel::Websocket]);
+        let job = h.route_job(&newsletter).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let emails: Vec<SendJob> = h.take("send-email-bulk.fifo").await;
+        let headers: BTreeMap<&str, &str> = emails[0].message.headers().collect();
+        assert_eq!(headers.keys().copied().collect::<Vec<_>>(), ["List-Unsubscribe", "List-Unsubscribe-Post"]);
+        assert_eq!(headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+        let token = headers["List-Unsubscribe"]
+            .strip_prefix("<https://api.example.com/v1/unsubscribe/")
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("a signed https link: {}", headers["List-Unsubscribe"]));
+        let tokens = crate::auth::UnsubscribeTokens::from_user_token_secret(&[5u8; 32], crate::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL).unwrap();
+        let unsubscribe = tokens.verify(token, t0()).expect("the link verifies");
+        assert_eq!((unsubscribe.user_id, unsubscribe.category.as_str()), (user(), "marketing"));
+        assert_eq!(emails[0].message.part("subject"), "December news", "the content is untouched");
+        let frames: Vec<SendJob> = h.take("send-websocket-bulk.fifo").await;
+        assert_eq!(frames[0].message.headers().count(), 0, "email only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transactional_email_never_carries_unsubscribe() {
+        let mut h = Harness::new().await;
+        h.settings.unsubscribe = Some(unsubscribe_links());
+        for (event_type, id, queue) in [("order.completed", "evt-o-1", "send-email-fast.fifo"), ("payment.failed", "evt-p-1", "send-email-fast.fifo")] {
+            assert!(h.catalog.event_type(event_type).unwrap().transactional, "{event_type} is transactional in the catalog");
+            let job = h.route_job(&event(event_type, id)).await;
+            assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+            let emails: Vec<SendJob> = h.take(queue).await;
+            assert_eq!(emails.len(), 1, "{event_type}");
+            assert_eq!(emails[0].message.headers().count(), 0, "{event_type}: {:?}", emails[0].message.parts.keys());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opted_out_category_skips_the_email() {
+        let h = Harness::new().await;
+        let prefs: Preferences = serde_json::from_value(json!({"categories": {"marketing": {"email": false}}})).unwrap();
+        h.store.inner.put_preferences(&user(), &prefs).await.unwrap();
+        let job = h.route_job(&event("marketing.newsletter", "evt-news-2")).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let email = &stored(&h, &job).await[0];
+        assert_eq!((email.status, email.reason.as_deref()), (Status::Skipped, Some(reason::OPTED_OUT_CATEGORY)));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_unreadable_route_job_is_parked() {
         let h = Harness::new().await;

@@ -493,6 +493,7 @@ pub(crate) fn payload(event_type: &str) -> Value {
         "order.completed" => json!({"order_id": "A-17", "total": "59.90", "currency": "EUR"}),
         "payment.failed" => json!({"payment_id": "P-9", "amount": "12.00", "currency": "EUR"}),
         "user.registered" => json!({"name": "Olena"}),
+        "marketing.newsletter" => json!({"headline": "December news", "summary": "What is new this month."}),
         _ => json!({}),
     }
 }

@@ -234,6 +234,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn extra_headers_such_as_one_click_unsubscribe_are_sent_as_headers_not_content() {
+        let server = MockServer::start().await;
+        let parts = [
+            ("subject", "News"),
+            ("text", "Hi"),
+            ("header:List-Unsubscribe", "<https://api.example.com/v1/unsubscribe/t>"),
+            ("header:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ];
+        let f = DeliveryFixture::new(Channel::Email, Address::Email { to: TO.into() }, &parts);
+        let expected = json!({
+            "personalizations": [{"to": [{"email": TO}]}],
+            "from": {"email": "no-reply@acme.example", "name": "Acme"},
+            "subject": "News",
+            "content": [{"type": "text/plain", "value": "Hi"}],
+            "custom_args": {"notification_id": f.id.as_str()},
+            "headers": {"List-Unsubscribe": "<https://api.example.com/v1/unsubscribe/t>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        });
+        Mock::given(method("POST")).and(path("/v3/mail/send")).and(body_json(expected)).respond_with(ResponseTemplate::new(202)).expect(1).mount(&server).await;
+        assert!(sender(&server, Duration::from_secs(5)).send(f.delivery()).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn accepted_without_a_message_id_or_with_a_stray_body_is_still_sent() {
         let (_server, result) = answer(ResponseTemplate::new(202).set_body_string("{not json")).await;
         let f = email();
