@@ -178,6 +178,7 @@ mod tests {
     use crate::handlers::sqs_batch::RecordOutcome;
     use crate::handlers::test_support::*;
     use crate::jobs::encode;
+    use crate::domain::NotificationId;
     use crate::ports::{Connection, Suppression, SuppressionReason};
 
     async fn routed(h: &Harness, event_id: &str) -> EventId {
