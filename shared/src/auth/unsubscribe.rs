@@ -210,7 +210,7 @@ mod tests {
         let (_, signature) = rest.split_once('.').unwrap();
         use base64::Engine as _;
         let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"sub":"u-1","cat":"orders","aud":"notify-unsubscribe","iat":1800000000,"exp":1900000000}}"#));
+            .encode(r#"{"sub":"u-1","cat":"orders","aud":"notify-unsubscribe","iat":1800000000,"exp":1900000000}"#);
         assert_eq!(tokens().verify(&format!("{head}.{forged_claims}.{signature}"), now()), Err(UnsubscribeTokenError::Invalid));
         let mut flipped = token.clone();
         flipped.push('x');

@@ -17,7 +17,9 @@
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
 //! `attribute_not_exists(<key>)`; every notification transition its [`Guard`] (status set, or
 //! "pending/scheduled, or sending with `lease_until_ms` < now"). When a condition fails, the
-//! current item is read back with a consistent read.
+//! current item is read back with a consistent read. Erasure: the user item is deleted whole;
+//! a notification's content is removed (`REMOVE title, last_error`) on condition that there is
+//! some; an event's record is written back with a `null` payload on condition that it exists.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
