@@ -3,17 +3,22 @@
 Plain `moto_server` keeps sent SMS only in process memory; this launcher serves the same
 emulator plus two read-only endpoints that return what SES and SNS "sent":
 
-    GET /_notify/emails  ->  [{"message_id", "source", "to", "subject", "body"}]
+    GET /_notify/emails  ->  [{"message_id", "source", "to", "subject", "body", "headers"}]
     GET /_notify/sms     ->  [{"message_id", "phone_number", "message"}]
+
+moto's SES v2 drops a simple message's `Headers` (e.g. `List-Unsubscribe`); this launcher reads
+them from each SendEmail request on its way in and lists them with the message moto recorded.
 
 Usage: python localstack/moto_server.py [--port N] [--port-file PATH]
 With --port 0 (the default) it picks a free port and writes it to --port-file.
 """
 
 import argparse
+import io
 import json
 import os
 import sys
+import threading
 
 from werkzeug.serving import make_server
 
@@ -26,6 +31,11 @@ def _backends(backend_dict):
         regions = backend_dict[account_id]
         for region in list(regions.keys()):
             yield regions[region]
+
+
+# SES v2 SendEmail: the headers of each simple message, by the message id moto answered with.
+_HEADERS = {}
+_HEADERS_LOCK = threading.Lock()
 
 
 def _emails():
@@ -44,6 +54,7 @@ def _emails():
                     "to": to,
                     "subject": getattr(m, "subject", None),
                     "body": getattr(m, "body", None),
+                    "headers": _HEADERS.get(getattr(m, "id", None), []),
                 }
             )
     return out
@@ -71,7 +82,29 @@ class WithSentMessages:
             body = json.dumps(_emails() if path.endswith("emails") else _sms()).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
+        if path == "/v2/email/outbound-emails" and environ.get("REQUEST_METHOD") == "POST":
+            return self._send_email(environ, start_response)
         return self.app(environ, start_response)
+
+    def _send_email(self, environ, start_response):
+        """Passes SendEmail to moto, keeping the simple message's headers under its answer's id."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        request = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(request)
+        try:
+            headers = json.loads(request or b"{}").get("Content", {}).get("Simple", {}).get("Headers", [])
+        except ValueError:
+            headers = []
+        chunks = list(self.app(environ, start_response))
+        if headers:
+            try:
+                message_id = json.loads(b"".join(chunks)).get("MessageId")
+            except ValueError:
+                message_id = None
+            if message_id:
+                with _HEADERS_LOCK:
+                    _HEADERS[message_id] = headers
+        return chunks
 
 
 def main():

@@ -314,6 +314,154 @@ async fn the_inbox_lists_a_users_notifications_newest_first_in_pages() {
     app.stack.stop().await;
 }
 
+/// The `List-Unsubscribe` link of a delivered email (`<https://…>` → `https://…`).
+fn unsubscribe_link(email: &Value) -> String {
+    let header = email["headers"]["List-Unsubscribe"].as_str().unwrap_or_else(|| panic!("List-Unsubscribe on {email}"));
+    header.strip_prefix('<').and_then(|h| h.strip_suffix('>')).unwrap_or_else(|| panic!("<url>: {header}")).to_owned()
+}
+
+#[tokio::test]
+async fn one_click_unsubscribe_stops_that_categorys_email_and_a_get_changes_nothing() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    app.create_user(&user).await;
+
+    // A newsletter (not transactional) carries both RFC 8058 headers; a receipt carries neither.
+    let first = event_for("marketing.newsletter.json", &user);
+    assert_eq!(app.post_event(&first).await.status(), 202);
+    let email = app.wait_for_outbox("email", first["event_id"].as_str().unwrap(), WAIT).await;
+    assert_eq!(email["headers"]["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+    let link = unsubscribe_link(&email);
+    assert!(link.starts_with(&format!("{}/v1/unsubscribe/", app.base)), "{link}");
+    assert!(!email["parts"].as_object().unwrap().keys().any(|k| k.contains("Unsubscribe")), "headers are not content: {email}");
+    let receipt = event_for("order.completed.json", &user);
+    app.post_event(&receipt).await;
+    let receipt_email = app.wait_for_outbox("email", receipt["event_id"].as_str().unwrap(), WAIT).await;
+    assert!(receipt_email.get("headers").is_none(), "transactional email has no unsubscribe: {receipt_email}");
+
+    // GET (what a mail scanner does): a page with the button, no change.
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\">") && html.contains("marketing"), "{html}");
+    let preferences: Value = app.get(&format!("/v1/users/{user}/preferences")).await.json().await.unwrap();
+    assert!(preferences["categories"].get("marketing").is_none(), "GET changed nothing: {preferences}");
+
+    // POST, as Gmail and Yahoo send it, without an API key: opted out of the category's email.
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "idempotent");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(r.text().await.unwrap().contains("no longer receive"));
+    }
+    let preferences: Value = app.get(&format!("/v1/users/{user}/preferences")).await.json().await.unwrap();
+    assert_eq!(preferences["categories"]["marketing"], json!({"email": false}));
+
+    // The next newsletter is not emailed; the category of receipts is untouched.
+    let second = event_for("marketing.newsletter.json", &user);
+    let second_id = second["event_id"].as_str().unwrap();
+    assert_eq!(app.post_event(&second).await.status(), 202);
+    let skipped = app.wait_for_notification(second_id, "email", "skipped", WAIT).await;
+    assert_eq!(skipped["reason"], "opted_out_of_category");
+    assert!(!app.outbox("email").await.iter().any(|m| m["event_id"] == second_id));
+    let next_receipt = event_for("order.completed.json", &user);
+    app.post_event(&next_receipt).await;
+    app.wait_for_outbox("email", next_receipt["event_id"].as_str().unwrap(), WAIT).await;
+
+    // A tampered link: refused, as a page or (asked for JSON) a problem naming the token.
+    let tampered = format!("{link}x");
+    assert_eq!(app.http.get(&tampered).send().await.unwrap().status(), 400);
+    let r = app.http.post(&tampered).header("accept", "application/json").body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["path"], "/token");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn erasing_a_user_removes_them_and_scrubs_their_notifications_but_event_status_stays() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    let address = format!("{user}@example.com");
+    app.create_user(&user).await;
+    assert_eq!(app.put(&format!("/v1/users/{user}/preferences"), &json!({"categories": {"marketing": {"email": false}}})).await.status(), 200);
+    let mut socket = app.connect_ws(&user).await;
+    let body = event_for("order.completed.json", &user);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    next_frame(&mut socket, WAIT).await;
+    app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+    app.wait_for_notification(&event_id, "push", "sent", WAIT).await;
+    assert!(app.event_status(&event_id).await["notifications"][0]["title"].as_str().is_some_and(|t| t.contains("A-17")));
+    // The address bounced once (as the feedback function records it).
+    let bounce = shared::ports::Suppression {
+        tenant: shared::domain::Tenant::default_tenant(),
+        channel: shared::domain::Channel::Email,
+        address: address.clone(),
+        reason: shared::ports::SuppressionReason::HardBounce,
+        created_at: jiff::Timestamp::now(),
+        notification_id: None,
+    };
+    app.stack.inspect.suppressions.suppress(&bounce).await.unwrap();
+    // Someone else, untouched by it.
+    let other = unique("u");
+    app.create_user(&other).await;
+
+    let no_key = app.http.delete(app.url(&format!("/v1/users/{user}"))).send().await.unwrap();
+    assert_eq!(no_key.status(), 401, "erasure needs the API key");
+    let r = app.http.delete(app.url(&format!("/v1/users/{user}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let erased: Value = r.json().await.unwrap();
+    assert_eq!(erased["profile"], true);
+    assert_eq!(erased["preferences"], true);
+    assert_eq!(erased["connections"], 1);
+    assert_eq!(erased["suppressions"], 1);
+    assert_eq!(erased["notifications_scrubbed"], 3, "email, push and websocket: {erased}");
+    assert_eq!(erased["event_payloads_scrubbed"], 1);
+
+    assert_eq!(app.get(&format!("/v1/users/{user}")).await.status(), 404, "the profile is gone");
+    let preferences: Value = app.get(&format!("/v1/users/{user}/preferences")).await.json().await.unwrap();
+    assert_eq!(preferences["categories"], json!({}), "the preferences are gone");
+    assert_eq!(app.get(&format!("/v1/users/{other}")).await.status(), 200);
+    let suppressions: Value = app.get("/v1/suppressions").await.json().await.unwrap();
+    assert!(!suppressions.to_string().contains(&address), "{suppressions}");
+    // The event's status is still answerable, without its content.
+    let status = app.event_status(&event_id).await;
+    assert_eq!(status["event"]["payload"], Value::Null);
+    let notifications = status["notifications"].as_array().unwrap();
+    assert_eq!(notifications.iter().map(|n| n["status"].as_str().unwrap()).collect::<Vec<_>>(), ["sent", "sent", "sent"]);
+    assert!(notifications.iter().all(|n| n.get("title").is_none() && n["notification_id"].is_string()), "{notifications:?}");
+    let inbox: Value = app.get(&format!("/v1/users/{user}/notifications")).await.json().await.unwrap();
+    assert!(inbox["items"].as_array().unwrap().iter().all(|n| n.get("title").is_none()));
+
+    // Nothing reaches the erased user any more: no address, and no live connection on record.
+    let after = event_for("order.completed.json", &user);
+    let after_id = after["event_id"].as_str().unwrap();
+    app.post_event(&after).await;
+    assert_eq!(app.wait_for_notification(after_id, "email", "skipped", WAIT).await["reason"], "no_address");
+    app.wait_for_notification(after_id, "websocket", "skipped", WAIT).await;
+
+    // Erased already: only what routing that last event recorded is left to scrub (its payload,
+    // no content); then nothing at all.
+    let again = app.http.delete(app.url(&format!("/v1/users/{user}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!((again["profile"].as_bool(), again["event_payloads_scrubbed"].as_u64()), (Some(false), Some(1)), "{again}");
+    let third = app.http.delete(app.url(&format!("/v1/users/{user}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(third.status(), 404);
+    assert_eq!(third.headers()["content-type"], "application/problem+json");
+    app.stack.stop().await;
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -599,7 +747,9 @@ async fn the_catalog_is_readable_and_a_template_can_be_previewed_without_sending
     let app = spawn_app().await;
     let list: Value = app.get("/v1/event-types").await.json().await.unwrap();
     let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|t| t["event_type"].as_str().unwrap()).collect();
-    assert_eq!(names, ["order.completed", "payment.failed", "user.registered"]);
+    assert_eq!(names, ["marketing.newsletter", "order.completed", "payment.failed", "user.registered"]);
+    let transactional: Vec<bool> = list["items"].as_array().unwrap().iter().map(|t| t["transactional"].as_bool().unwrap()).collect();
+    assert_eq!(transactional, [false, true, true, true], "catalog data says which types are transactional");
     let order: Value = app.get("/v1/event-types/order.completed").await.json().await.unwrap();
     assert_eq!(order["priority"], "high");
     assert_eq!(order["fallback"]["push"], "sms");

@@ -196,6 +196,98 @@ async fn a_closed_socket_is_gone_to_the_management_api() {
     app.stack.stop().await;
 }
 
+/// The `List-Unsubscribe` link SES was asked to send with message `ses_id` (moto keeps the
+/// headers of each SendEmail; see localstack/moto_server.py).
+async fn ses_unsubscribe_link(ses_id: &str) -> Option<String> {
+    let emails = emulator_emails().await;
+    let sent = emails.iter().find(|m| m["message_id"] == ses_id)?;
+    let headers = sent["headers"].as_array()?;
+    let post = headers.iter().find(|h| h["Name"] == "List-Unsubscribe-Post")?;
+    assert_eq!(post["Value"], "List-Unsubscribe=One-Click");
+    let link = headers.iter().find(|h| h["Name"] == "List-Unsubscribe")?["Value"].as_str()?;
+    Some(link.trim_start_matches('<').trim_end_matches('>').to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ses_sends_one_click_unsubscribe_and_its_post_opts_out_in_dynamodb() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), "+14155550105").await;
+    let newsletter = event_for("marketing.newsletter.json", &user);
+    let newsletter_id = newsletter["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&newsletter).await.status(), 202);
+    let receipt = event_for("payment.failed.json", &user);
+    let receipt_id = receipt["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&receipt).await.status(), 202);
+
+    let sent = app.wait_for_notification(&newsletter_id, "email", "sent", WAIT).await;
+    let link = ses_unsubscribe_link(sent["provider_message_id"].as_str().unwrap()).await.expect("SES got List-Unsubscribe and List-Unsubscribe-Post");
+    assert!(link.starts_with(&format!("{}/v1/unsubscribe/", app.base)), "{link}");
+    let transactional = app.wait_for_notification(&receipt_id, "email", "sent", WAIT).await;
+    assert_eq!(ses_unsubscribe_link(transactional["provider_message_id"].as_str().unwrap()).await, None, "a payment notice has none");
+
+    assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
+    let preferences: Value = app.get(&format!("/v1/users/{user}/preferences")).await.json().await.unwrap();
+    assert!(preferences["categories"].get("marketing").is_none(), "GET changed nothing");
+    let r = app.http.post(&link).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let preferences: Value = app.get(&format!("/v1/users/{user}/preferences")).await.json().await.unwrap();
+    assert_eq!(preferences["categories"]["marketing"], json!({"email": false}));
+
+    let next = event_for("marketing.newsletter.json", &user);
+    assert_eq!(app.post_event(&next).await.status(), 202);
+    let skipped = app.wait_for_notification(next["event_id"].as_str().unwrap(), "email", "skipped", WAIT).await;
+    assert_eq!(skipped["reason"], "opted_out_of_category");
+    app.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erasure_deletes_the_user_from_dynamodb_and_scrubs_what_stays() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    let email = format!("{}@example.com", user.to_lowercase());
+    create_user(&app, &user, &email, "+14155550106").await;
+    let _socket = app.connect_ws(&user).await;
+    let body = event_for("user.registered.json", &user);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    app.wait_for_notification(&event_id, "email", "sent", WAIT).await;
+    app.wait_for_notification(&event_id, "websocket", "sent", WAIT).await;
+    let bounce = shared::ports::Suppression {
+        tenant: shared::domain::Tenant::default_tenant(),
+        channel: shared::domain::Channel::Email,
+        address: email.clone(),
+        reason: shared::ports::SuppressionReason::Complaint,
+        created_at: jiff::Timestamp::now(),
+        notification_id: None,
+    };
+    app.stack.inspect.suppressions.suppress(&bounce).await.unwrap();
+
+    let r = app.http.delete(app.url(&format!("/v1/users/{user}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let erased: Value = r.json().await.unwrap();
+    assert_eq!(
+        (erased["profile"].as_bool(), erased["connections"].as_u64(), erased["suppressions"].as_u64(), erased["notifications_scrubbed"].as_u64()),
+        (Some(true), Some(1), Some(1), Some(2)),
+        "{erased}"
+    );
+
+    assert_eq!(app.get(&format!("/v1/users/{user}")).await.status(), 404);
+    assert!(!app.stack.inspect.suppressions.is_suppressed(&shared::domain::Tenant::default_tenant(), shared::domain::Channel::Email, &email).await.unwrap());
+    let status = app.event_status(&event_id).await;
+    assert_eq!(status["event"]["payload"], Value::Null);
+    let notifications = status["notifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 2);
+    assert!(notifications.iter().all(|n| n["status"] == "sent" && n.get("title").is_none()), "{notifications:?}");
+    // The connections table holds none of the user's any more.
+    let tables = app.stack.aws.as_ref().unwrap().tables.clone();
+    let items = aws_sdk_dynamodb::Client::new(&emulator_sdk_config().await).scan().table_name(&tables.connections).send().await.unwrap().items.unwrap_or_default();
+    assert!(!items.iter().any(|i| i.get("user_id").and_then(|v| v.as_s().ok()) == Some(&user)));
+    let again = app.http.delete(app.url(&format!("/v1/users/{user}"))).header("authorization", app.key()).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    app.stack.stop().await;
+}
+
 /// Prints the AWS requests one delivered single-channel notification costs, by service and
 /// operation (the figure asked for in the note), and checks the count is what the design says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -366,13 +366,15 @@ fn required_by_helper(helper: &str) -> Option<&'static [&'static str]> {
         // The key from Secrets Manager: the secret's ARN (or the key itself, locally).
         "ws_token_secret" => &[vars::WS_TOKEN_SECRET_ARN],
         "ws_management_endpoint" => &[vars::WS_MANAGEMENT_ENDPOINT],
+        // Where the router's unsubscribe links point.
+        "public_base_url" => &[vars::PUBLIC_BASE_URL],
         // The shared send function: queues and the two tables every sender uses (its
         // `extra_tables` appear in main as `Table::X`).
         "serve_send_queues" => &[vars::QUEUE_URL_PREFIX, vars::NOTIFICATIONS_TABLE, vars::EVENTS_TABLE],
         // Optional variables, defaults or values checked at start: nothing required.
         "catalog" | "retry_policy" | "settings" | "ports_without_queues" | "required" | "table_names" | "millis" | "push_application_arns"
         | "connection_poster" | "handle_ws_connect" | "handle_ws_disconnect" | "unused_ws_tokens" | "metrics_namespace" | "ws_tokens" | "secret" | "secret_from_env"
-        | "provider_secrets" | "compose_providers" => &[],
+        | "provider_secrets" | "compose_providers" | "unsubscribe_tokens" | "unsubscribe_links" => &[],
         // A channel's providers: optional (its AWS provider alone by default), checked at start.
         "providers" => &[],
         _ => return None,

@@ -309,6 +309,9 @@ impl<S: EventStore> EventStore for FaultyStore<S> {
     async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         faulty_read!(self, self.inner.get_event(event_id))
     }
+    async fn scrub_event_payload(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.scrub_event_payload(event_id))
+    }
 }
 
 #[async_trait]
@@ -331,6 +334,9 @@ impl<S: NotificationStore> NotificationStore for FaultyStore<S> {
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
         faulty_read!(self, self.inner.list_for_user(user_id, limit, cursor))
     }
+    async fn scrub_content(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.scrub_content(id))
+    }
 }
 
 #[async_trait]
@@ -349,6 +355,9 @@ impl<S: ProfileStore> ProfileStore for FaultyStore<S> {
     }
     async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {
         faulty_read!(self, self.inner.get_recipient(user_id))
+    }
+    async fn delete_recipient(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        faulty_write!(self, self.inner.delete_recipient(user_id))
     }
 }
 

@@ -13,6 +13,8 @@ pub struct SentMessage {
     pub event_id: String,
     pub user_id: String,
     pub channel: Channel,
+    /// The extra headers the message carried (an email's `List-Unsubscribe`), as (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -53,6 +55,7 @@ impl ChannelSender for Recording {
             event_id: delivery.event_id.to_string(),
             user_id: delivery.user_id.to_string(),
             channel: self.channel,
+            headers: delivery.message.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         };
         let id = self.inner.send(delivery).await?;
         self.ledger.sent.lock().unwrap_or_else(|e| e.into_inner()).push(entry);

@@ -283,13 +283,24 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     }
     // Configured keys, and (as deployed) the key directory of the backend's store.
     let api_keys = Arc::new(ApiKeys::from_config(&keys.join(","), "").map_err(anyhow::Error::msg)?.with_directory(a.ports.keys.clone()));
-    let settings = config.settings();
+    let mut settings = config.settings();
+    // One-click unsubscribe links point at this server, signed with the key derived from the
+    // user-token secret, as on Lambda.
+    let unsubscribe_tokens = Arc::new(
+        shared::auth::UnsubscribeTokens::from_user_token_secret(&config.ws_token_secret, shared::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL)
+            .map_err(anyhow::Error::msg)?,
+    );
+    settings.unsubscribe = Some(Arc::new(
+        shared::auth::UnsubscribeLinks::new(unsubscribe_tokens.as_ref().clone(), &format!("http://{addr}")).map_err(anyhow::Error::msg)?,
+    ));
     let delivery_retry = config.delivery_retry();
 
     // Every function's dependencies, built as its Lambda main builds them.
     let ports = &a.ports;
     let ingest = Arc::new(wiring::ingest(ports, catalog.clone(), &settings));
     let query = Arc::new(wiring::queries(ports, catalog.clone(), tokens.clone(), a.poster.clone(), &settings));
+    let unsubscribe = Arc::new(wiring::unsubscribe(ports, unsubscribe_tokens));
+    let erasure = Arc::new(wiring::erasure(ports, &settings));
     let ws = Arc::new(wiring::ws(ports, tokens.clone()));
     let router = Arc::new(wiring::router(ports, catalog.clone(), &settings));
     let deferred = Arc::new(wiring::scheduler(ports, &settings));
@@ -359,6 +370,8 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let app: Router = Router::new()
         .merge(shared::http::ingest_routes(ingest, api_keys.clone()))
         .merge(shared::http::api_routes(query, api_keys.clone()))
+        .merge(shared::http::erasure_routes(erasure, api_keys.clone()))
+        .merge(shared::http::unsubscribe_routes(unsubscribe))
         .merge(crate::dev::routes(outbox.clone()).layer(axum::middleware::from_fn_with_state(api_keys.clone(), shared::http::require_api_key)))
         .merge(websocket::routes(WsState { deps: ws, poster: connections.clone() }))
         .merge(crate::management::routes(connections.clone()))

@@ -68,6 +68,9 @@ pub mod vars {
     pub const WHATSAPP_TOKEN_SECRET_ARN: &str = "NOTIFY_WHATSAPP_TOKEN_SECRET_ARN";
     /// The Secrets Manager secret holding the webhook signing key.
     pub const WEBHOOK_SECRET_ARN: &str = "NOTIFY_WEBHOOK_SECRET_ARN";
+    /// The API's public address (`https://{api-id}.execute-api.{region}.amazonaws.com`): the
+    /// router puts `{it}/v1/unsubscribe/{token}` in every non-transactional email.
+    pub const PUBLIC_BASE_URL: &str = "NOTIFY_PUBLIC_BASE_URL";
 
     /// Every variable above as (constant name, variable name), so tooling and tests can check
     /// that a deployment (template.yaml) sets only names the code reads.
@@ -107,6 +110,7 @@ pub mod vars {
         ("WHATSAPP_PHONE_NUMBER_ID", WHATSAPP_PHONE_NUMBER_ID),
         ("WHATSAPP_TOKEN_SECRET_ARN", WHATSAPP_TOKEN_SECRET_ARN),
         ("WEBHOOK_SECRET_ARN", WEBHOOK_SECRET_ARN),
+        ("PUBLIC_BASE_URL", PUBLIC_BASE_URL),
     ];
 
     #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::aws::{ApiGatewayConnectionPoster, DynamoStore, QueueDirectory, SqsQueue, TableNames};
-use crate::auth::{ApiKeys, WsTokens};
+use crate::auth::{ApiKeys, UnsubscribeLinks, UnsubscribeTokens, WsTokens};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ConfigError, Env, vars};
 use crate::handlers::send::handle_send_record;
@@ -246,6 +246,27 @@ pub fn ws_tokens(env: &Env, secret: &str) -> Result<WsTokens, StartupError> {
         return Err(ConfigError::Invalid { name: vars::WS_TOKEN_TTL_SECONDS, reason: "must be at least 1".into() }.into());
     }
     WsTokens::new(secret.as_bytes(), Duration::from_secs(ttl)).map_err(|reason| StartupError::Secret { name: vars::WS_TOKEN_SECRET, reason })
+}
+
+/// `NOTIFY_PUBLIC_BASE_URL`: the API's public http(s) address, where unsubscribe links point.
+pub fn public_base_url(env: &Env) -> Result<String, StartupError> {
+    let url = env.required(vars::PUBLIC_BASE_URL)?;
+    if !crate::domain::profile::is_webhook_url(&url) {
+        return Err(ConfigError::Invalid { name: vars::PUBLIC_BASE_URL, reason: "must be an http(s) URL such as https://api.example.com".into() }.into());
+    }
+    Ok(url)
+}
+
+/// Unsubscribe tokens, signed with the key derived from the user-token `secret` (see
+/// `auth::unsubscribe`): no secret of their own.
+pub fn unsubscribe_tokens(secret: &str) -> Result<UnsubscribeTokens, StartupError> {
+    UnsubscribeTokens::from_user_token_secret(secret.as_bytes(), crate::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL)
+        .map_err(|reason| StartupError::Secret { name: vars::WS_TOKEN_SECRET, reason })
+}
+
+/// The router's unsubscribe links: `{base_url}/v1/unsubscribe/{token}`.
+pub fn unsubscribe_links(base_url: &str, secret: &str) -> Result<UnsubscribeLinks, StartupError> {
+    UnsubscribeLinks::new(unsubscribe_tokens(secret)?, base_url).map_err(|reason| ConfigError::Invalid { name: vars::PUBLIC_BASE_URL, reason }.into())
 }
 
 /// For `ws-disconnect`, which neither mints nor verifies tokens but shares [`WsDeps`] with
@@ -739,6 +760,18 @@ mod tests {
             let e = metrics_namespace(&Env::from_pairs([(vars::METRICS_NAMESPACE, bad)])).unwrap_err().to_string();
             assert!(e.starts_with("environment variable NOTIFY_METRICS_NAMESPACE is invalid"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn unsubscribe_links_need_a_public_url_and_a_usable_secret() {
+        assert_eq!(public_base_url(&Env::default()).unwrap_err().to_string(), "environment variable NOTIFY_PUBLIC_BASE_URL is not set");
+        let e = public_base_url(&Env::from_pairs([(vars::PUBLIC_BASE_URL, "abc123.execute-api")])).unwrap_err().to_string();
+        assert!(e.starts_with("environment variable NOTIFY_PUBLIC_BASE_URL is invalid"), "{e}");
+        let url = "https://abc123.execute-api.eu-west-1.amazonaws.com";
+        assert_eq!(public_base_url(&Env::from_pairs([(vars::PUBLIC_BASE_URL, url)])).unwrap(), url);
+        assert!(unsubscribe_links(url, SECRET).is_ok());
+        let e = unsubscribe_links(url, "short-secret").unwrap_err().to_string();
+        assert!(e.contains("not a usable secret") && !e.contains("short-secret"), "{e}");
     }
 
     #[test]

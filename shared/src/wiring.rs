@@ -78,6 +78,9 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// The producer's status callback URL (`NOTIFY_STATUS_CALLBACK_URL`); none: no callbacks.
     pub status_callback_url: Option<String>,
+    /// The router's one-click unsubscribe links (`NOTIFY_PUBLIC_BASE_URL` and the key derived
+    /// from the user-token secret); none: email goes out without them.
+    pub unsubscribe: Option<Arc<crate::auth::UnsubscribeLinks>>,
 }
 
 impl Default for Settings {
@@ -88,6 +91,7 @@ impl Default for Settings {
             max_redrives: DEFAULT_MAX_REDRIVES,
             ingest: IngestSettings::default(),
             status_callback_url: None,
+            unsubscribe: None,
         }
     }
 }
@@ -158,6 +162,25 @@ pub fn router(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Rout
         callbacks: settings.callbacks(ports),
         tenants: Arc::new(crate::ports::TenantSettingsCache::new(ports.keys.clone())),
         dead_letters: ports.dead_letters.clone(),
+        unsubscribe: settings.unsubscribe.clone(),
+    }
+}
+
+/// The one-click unsubscribe routes (`/v1/unsubscribe/{token}`), served by the api function.
+pub fn unsubscribe(ports: &Ports, tokens: Arc<crate::auth::UnsubscribeTokens>) -> crate::handlers::unsubscribe::UnsubscribeDeps {
+    crate::handlers::unsubscribe::UnsubscribeDeps { profiles: ports.profiles.clone(), tokens, clock: ports.clock.clone() }
+}
+
+/// `DELETE /v1/users/{user_id}`, served by the api function.
+pub fn erasure(ports: &Ports, settings: &Settings) -> crate::handlers::erasure::ErasureDeps {
+    crate::handlers::erasure::ErasureDeps {
+        events: ports.events.clone(),
+        notifications: ports.notifications.clone(),
+        profiles: ports.profiles.clone(),
+        connections: ports.connections.clone(),
+        suppressions: ports.suppressions.clone(),
+        callbacks: settings.callbacks(ports),
+        clock: ports.clock.clone(),
     }
 }
 

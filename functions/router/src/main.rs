@@ -1,6 +1,7 @@
 //! `router`: consumes `events-fast.fifo` and `events-bulk.fifo` (and their dead-letter queues). For each accepted event it
-//! decides the channels, renders each message, records one notification per channel and queues
-//! the send jobs (or parks them on `deferred` until their time).
+//! decides the channels, renders each message (non-transactional email with its one-click
+//! unsubscribe link), records one notification per channel and queues the send jobs (or parks
+//! them on `deferred` until their time).
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent};
@@ -21,9 +22,14 @@ async fn main() -> Result<(), Error> {
     let directory = lambda::queue_directory(&env)?;
     let tables = lambda::table_names(&env, &[Table::Users, Table::Notifications, Table::Suppressions, Table::ApiKeys, Table::DeadLetters])?;
     let catalog = lambda::catalog(&env)?;
-    let settings = lambda::settings(&env)?;
+    let mut settings = lambda::settings(&env)?;
+    let public_base_url = lambda::public_base_url(&env)?;
 
     let aws = AwsClients::new(&sdk_config().await);
+    // Non-transactional email carries a one-click unsubscribe link, signed with a key derived
+    // from the user-token secret (read from Secrets Manager).
+    let secret = lambda::ws_token_secret(&aws, &env).await?;
+    settings.unsubscribe = Some(Arc::new(lambda::unsubscribe_links(&public_base_url, &secret)?));
     let queue = aws.queue(directory);
     let ports = Ports::over(queue.clone(), aws.store(tables), Arc::new(SystemClock));
     let deps = wiring::router(&ports, catalog, &settings);

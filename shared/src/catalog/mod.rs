@@ -33,6 +33,9 @@ struct EventTypeFile {
     description: String,
     #[serde(default)]
     category: Option<String>,
+    /// Receipts, security and account mail the recipient cannot opt out of by email link.
+    #[serde(default)]
+    transactional: bool,
     priority: Priority,
     channels: Vec<Channel>,
     #[serde(default)]
@@ -51,6 +54,9 @@ pub struct EventType {
     pub description: String,
     /// What recipients opt out of per category (`account`, `orders`, `billing`, `marketing` …).
     pub category: Option<String>,
+    /// Whether its messages are transactional (a receipt, a security or payment notice): those
+    /// never carry the one-click unsubscribe link that every other email of a category carries.
+    pub transactional: bool,
     pub priority: Priority,
     /// The channels used when the producer names none.
     pub channels: Vec<Channel>,
@@ -218,6 +224,7 @@ fn load_event_type(root: &Path, files: &Files, name: &str, templates: &mut Templ
         name: name.to_owned(),
         description: spec.description,
         category: spec.category,
+        transactional: spec.transactional,
         priority: spec.priority,
         channels: spec.channels,
         fallback: spec.fallback,

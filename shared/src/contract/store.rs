@@ -77,6 +77,7 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     idempotency_complete_without_a_record_still_stores(fixture).await;
     idempotency_concurrent_claims_acquire_once(fixture).await;
     events_put_once_and_read_back(fixture).await;
+    events_scrub_payload_keeps_the_record(fixture).await;
     notifications_create_once_without_overwrite(fixture).await;
     notifications_claim_applies_the_change(fixture).await;
     notifications_live_lease_rejects_a_second_claim(fixture).await;
@@ -87,6 +88,7 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     notifications_status_in_guard(fixture).await;
     notifications_transition_can_clear_fields(fixture).await;
     notifications_transition_of_unknown_is_not_found(fixture).await;
+    notifications_scrub_content_keeps_ids_status_and_times(fixture).await;
     notifications_list_for_event_in_channel_order(fixture).await;
     notifications_list_for_user_newest_first(fixture).await;
     notifications_list_for_user_pages_return_each_once(fixture).await;
@@ -96,6 +98,7 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     profiles_missing_is_none(fixture).await;
     profiles_round_trip(fixture).await;
     profiles_put_overwrites(fixture).await;
+    profiles_delete_recipient_removes_profile_and_preferences(fixture).await;
     connections_of_filters_by_user_and_expiry(fixture).await;
     connections_put_overwrites(fixture).await;
     connections_delete_is_idempotent(fixture).await;
@@ -388,6 +391,24 @@ pub async fn events_put_once_and_read_back(fixture: &dyn StoreFixture) {
     assert_eq!(s.events.get_event(&event_id("evt-2")).await.expect("get_event"), Some(minimal));
 }
 
+pub async fn events_scrub_payload_keeps_the_record(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let record = event_record("evt-1", "private note");
+    s.events.put_event(&record).await.expect("put_event");
+    s.events.put_event(&event_record("evt-2", "someone else's")).await.expect("put_event");
+
+    assert!(s.events.scrub_event_payload(&event_id("evt-1")).await.expect("scrub_event_payload"), "a payload was removed");
+
+    let scrubbed = s.events.get_event(&event_id("evt-1")).await.expect("get_event").expect("the record stays");
+    let mut expected = record.clone();
+    expected.event.payload = serde_json::Value::Null;
+    assert_eq!(scrubbed, expected, "only the payload goes");
+    assert!(!s.events.scrub_event_payload(&event_id("evt-1")).await.expect("scrub_event_payload"), "nothing left the second time");
+    assert!(!s.events.scrub_event_payload(&event_id("evt-unknown")).await.expect("scrub_event_payload"));
+    assert_eq!(s.events.get_event(&event_id("evt-unknown")).await.expect("get_event"), None, "a scrub never creates an event");
+    assert_eq!(s.events.get_event(&event_id("evt-2")).await.expect("get_event"), Some(event_record("evt-2", "someone else's")));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notifications: writes and transitions.
 
@@ -671,6 +692,31 @@ pub async fn notifications_transition_of_unknown_is_not_found(fixture: &dyn Stor
     assert_eq!(get(&s, &absent).await, None, "a transition never creates a notification");
 }
 
+pub async fn notifications_scrub_content_keeps_ids_status_and_times(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let current = claimed(&s).await;
+    let failed = Transition::to(Status::Failed, at(20)).last_error("MessageRejected: olena@example.com").reason("provider_rejected").lease_until(None);
+    let failed = match transition(&s, &current.notification_id, &Guard::StatusIn(vec![Status::Sending]), &failed).await {
+        TransitionOutcome::Applied(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert!(failed.title.is_some() && failed.last_error.is_some());
+    let other = notification("evt-other", Channel::Email, "u-2", 5);
+    assert!(create(&s, &other).await);
+
+    assert!(s.notifications.scrub_content(&current.notification_id).await.expect("scrub_content"), "content was removed");
+
+    let scrubbed = get(&s, &current.notification_id).await.expect("the notification stays");
+    assert_eq!(Notification { title: None, last_error: None, ..failed.clone() }, scrubbed, "only the title and the last error go");
+    assert!(!s.notifications.scrub_content(&current.notification_id).await.expect("scrub_content"), "nothing left the second time");
+    let listed = s.notifications.list_for_event(&current.event_id).await.expect("list_for_event");
+    assert_eq!(listed, vec![scrubbed], "its event still lists it");
+    let absent = notification("evt-absent", Channel::Email, "u-1", 0).notification_id;
+    assert!(!s.notifications.scrub_content(&absent).await.expect("scrub_content"));
+    assert_eq!(get(&s, &absent).await, None, "a scrub never creates a notification");
+    assert_eq!(get(&s, &other.notification_id).await, Some(other), "other notifications keep theirs");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notifications: queries.
 
@@ -888,6 +934,28 @@ pub async fn profiles_put_overwrites(fixture: &dyn StoreFixture) {
     let fewer = Preferences { channels: BTreeMap::from([(Channel::Push, false)]), ..Preferences::default() };
     s.profiles.put_preferences(&u, &fewer).await.expect("put_preferences");
     assert_eq!(s.profiles.get_preferences(&u).await.expect("get_preferences"), Some(fewer), "a put replaces the whole preferences");
+}
+
+pub async fn profiles_delete_recipient_removes_profile_and_preferences(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    for u in ["u-1", "u-2"] {
+        s.profiles.put_profile(&user(u), &full_profile()).await.expect("put_profile");
+        s.profiles.put_preferences(&user(u), &full_preferences()).await.expect("put_preferences");
+    }
+    s.profiles.put_preferences(&user("u-3"), &full_preferences()).await.expect("put_preferences");
+
+    assert!(s.profiles.delete_recipient(&user("u-1")).await.expect("delete_recipient"), "there was one");
+    assert_eq!(s.profiles.get_recipient(&user("u-1")).await.expect("get_recipient"), (None, None), "both are gone");
+    assert_eq!(s.profiles.get_profile(&user("u-1")).await.expect("get_profile"), None);
+    assert_eq!(s.profiles.get_preferences(&user("u-1")).await.expect("get_preferences"), None);
+    assert!(!s.profiles.delete_recipient(&user("u-1")).await.expect("delete_recipient"), "nothing the second time");
+    assert!(s.profiles.delete_recipient(&user("u-3")).await.expect("delete_recipient"), "preferences alone count");
+    assert!(!s.profiles.delete_recipient(&user("u-unknown")).await.expect("delete_recipient"));
+    assert_eq!(
+        s.profiles.get_recipient(&user("u-2")).await.expect("get_recipient"),
+        (Some(full_profile()), Some(full_preferences())),
+        "other users are untouched"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ pub mod reason {
     pub const UNREACHABLE: &str = "unreachable";
     /// Sent, then the e-mail bounced for good (SES feedback).
     pub const BOUNCED: &str = "bounced";
+    /// Canceled before sending because its recipient was erased (`DELETE /v1/users/{user_id}`).
+    pub const USER_ERASED: &str = "user_erased";
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

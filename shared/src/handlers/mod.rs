@@ -5,6 +5,7 @@ pub mod callbacks;
 pub mod dead_letter;
 pub mod dead_letters;
 pub mod deferred;
+pub mod erasure;
 pub mod fallback;
 pub mod feedback;
 pub mod inbox;
@@ -15,4 +16,5 @@ pub mod send;
 pub mod sqs_batch;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unsubscribe;
 pub mod ws;

@@ -187,6 +187,8 @@ pub struct EventTypeView {
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// Transactional messages never carry the one-click unsubscribe link.
+    pub transactional: bool,
     pub priority: crate::domain::Priority,
     pub channels: Vec<Channel>,
     pub fallback: std::collections::BTreeMap<Channel, Channel>,
@@ -202,6 +204,7 @@ fn view(t: &crate::catalog::EventType, with_schema: bool) -> EventTypeView {
         event_type: t.name.clone(),
         description: t.description.clone(),
         category: t.category.clone(),
+        transactional: t.transactional,
         priority: t.priority,
         channels: t.channels.clone(),
         fallback: t.fallback.clone(),

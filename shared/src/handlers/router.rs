@@ -38,6 +38,8 @@ pub struct RouterDeps {
     pub tenants: Arc<crate::ports::TenantSettingsCache>,
     /// Where a record of `events-*-dlq` that cannot be routed is recorded.
     pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
+    /// The one-click unsubscribe links of non-transactional email (none: no links).
+    pub unsubscribe: Option<Arc<crate::auth::UnsubscribeLinks>>,
 }
 
 /// What routing did with one channel, for logs and tests.
@@ -144,7 +146,8 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                         notification.last_error = Some(message);
                         notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                     }
-                    Ok(mut message) => {
+                    Ok(message) => {
+                        let mut message = with_unsubscribe(deps.unsubscribe.as_deref(), event_type, channel, &event.user_id, message, now);
                         if let Some(sender) = &sender {
                             crate::ports::keys::stamp_sender(sender, channel, &mut message);
                         }
@@ -225,6 +228,25 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
         "event routed"
     );
     Ok(routed)
+}
+
+/// Email of an event type that is not transactional and has a category carries RFC 8058
+/// one-click unsubscribe (`List-Unsubscribe: <link>`, `List-Unsubscribe-Post`), the link opting
+/// the recipient out of that category's email; other channels and transactional types never do.
+fn with_unsubscribe(
+    links: Option<&crate::auth::UnsubscribeLinks>,
+    event_type: &crate::catalog::EventType,
+    channel: Channel,
+    user: &crate::domain::UserId,
+    message: crate::ports::RenderedMessage,
+    now: Timestamp,
+) -> crate::ports::RenderedMessage {
+    match (links, crate::auth::unsubscribe::unsubscribe_category(event_type)) {
+        (Some(links), Some(category)) if channel == Channel::Email => {
+            links.headers(user, category, now).into_iter().fold(message, |m, (name, value)| m.with_header(name, value))
+        }
+        _ => message,
+    }
 }
 
 /// A send job goes straight to its channel's lane, or to the deferred queue when it must wait.
@@ -521,6 +543,62 @@ mod tests {
         assert!(h.queue.sent().is_empty());
         assert_eq!(handle(&h, &job, 3).await, RecordOutcome::Done);
         assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+    }
+
+    fn unsubscribe_links() -> Arc<crate::auth::UnsubscribeLinks> {
+        let tokens = crate::auth::UnsubscribeTokens::from_user_token_secret(&[5u8; 32], crate::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL).unwrap();
+        Arc::new(crate::auth::UnsubscribeLinks::new(tokens, "https://api.example.com").unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_transactional_email_carries_one_click_unsubscribe_for_its_category() {
+        let mut h = Harness::new().await;
+        h.settings.unsubscribe = Some(unsubscribe_links());
+        let mut newsletter = event("marketing.newsletter", "evt-news-1");
+        newsletter.channels = Some(vec![Channel::Email, Channel::Websocket]);
+        let job = h.route_job(&newsletter).await;
+
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+
+        let emails: Vec<SendJob> = h.take("send-email-bulk.fifo").await;
+        let headers: BTreeMap<&str, &str> = emails[0].message.headers().collect();
+        assert_eq!(headers.keys().copied().collect::<Vec<_>>(), ["List-Unsubscribe", "List-Unsubscribe-Post"]);
+        assert_eq!(headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+        let token = headers["List-Unsubscribe"]
+            .strip_prefix("<https://api.example.com/v1/unsubscribe/")
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or_else(|| panic!("a signed https link: {}", headers["List-Unsubscribe"]));
+        let tokens = crate::auth::UnsubscribeTokens::from_user_token_secret(&[5u8; 32], crate::auth::unsubscribe::DEFAULT_UNSUBSCRIBE_TTL).unwrap();
+        let unsubscribe = tokens.verify(token, t0()).expect("the link verifies");
+        assert_eq!((unsubscribe.user_id, unsubscribe.category.as_str()), (user(), "marketing"));
+        assert_eq!(emails[0].message.part("subject"), "December news", "the content is untouched");
+        let frames: Vec<SendJob> = h.take("send-websocket-bulk.fifo").await;
+        assert_eq!(frames[0].message.headers().count(), 0, "email only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transactional_email_never_carries_unsubscribe() {
+        let mut h = Harness::new().await;
+        h.settings.unsubscribe = Some(unsubscribe_links());
+        for (event_type, id, queue) in [("order.completed", "evt-o-1", "send-email-fast.fifo"), ("payment.failed", "evt-p-1", "send-email-fast.fifo")] {
+            assert!(h.catalog.event_type(event_type).unwrap().transactional, "{event_type} is transactional in the catalog");
+            let job = h.route_job(&event(event_type, id)).await;
+            assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+            let emails: Vec<SendJob> = h.take(queue).await;
+            assert_eq!(emails.len(), 1, "{event_type}");
+            assert_eq!(emails[0].message.headers().count(), 0, "{event_type}: {:?}", emails[0].message.parts.keys());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opted_out_category_skips_the_email() {
+        let h = Harness::new().await;
+        let prefs: Preferences = serde_json::from_value(json!({"categories": {"marketing": {"email": false}}})).unwrap();
+        h.store.inner.put_preferences(&user(), &prefs).await.unwrap();
+        let job = h.route_job(&event("marketing.newsletter", "evt-news-2")).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let email = &stored(&h, &job).await[0];
+        assert_eq!((email.status, email.reason.as_deref()), (Status::Skipped, Some(reason::OPTED_OUT_CATEGORY)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -146,6 +146,9 @@ const STORE_OPS: &[&str] = &[
     "get_dead_letter",
     "list_dead_letters",
     "remove_dead_letter",
+    "scrub_event_payload",
+    "scrub_content",
+    "delete_recipient",
 ];
 
 /// Every store port over one [`MemoryStore`]; any named operation can be told to fail its next
@@ -213,6 +216,10 @@ impl EventStore for FlakyStore {
     async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         self.run("get_event", self.inner.get_event(event_id)).await
     }
+
+    async fn scrub_event_payload(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        self.run("scrub_event_payload", self.inner.scrub_event_payload(event_id)).await
+    }
 }
 
 #[async_trait]
@@ -240,6 +247,10 @@ impl NotificationStore for FlakyStore {
     async fn list_for_user(&self, user_id: &UserId, limit: usize, cursor: Option<&str>) -> Result<Page<Notification>, StoreError> {
         self.run("list_for_user", self.inner.list_for_user(user_id, limit, cursor)).await
     }
+
+    async fn scrub_content(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        self.run("scrub_content", self.inner.scrub_content(id)).await
+    }
 }
 
 #[async_trait]
@@ -262,6 +273,10 @@ impl ProfileStore for FlakyStore {
 
     async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {
         self.run("get_recipient", self.inner.get_recipient(user_id)).await
+    }
+
+    async fn delete_recipient(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        self.run("delete_recipient", self.inner.delete_recipient(user_id)).await
     }
 }
 
@@ -537,6 +552,7 @@ pub(crate) fn payload(event_type: &str) -> Value {
         "order.completed" => json!({"order_id": "A-17", "total": "59.90", "currency": "EUR"}),
         "payment.failed" => json!({"payment_id": "P-9", "amount": "12.00", "currency": "EUR"}),
         "user.registered" => json!({"name": "Olena"}),
+        "marketing.newsletter" => json!({"headline": "December news", "summary": "What is new this month."}),
         _ => json!({}),
     }
 }

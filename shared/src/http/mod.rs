@@ -1,6 +1,7 @@
 //! The public HTTP API as axum routers. The same routers serve the local stack and, through
 //! `lambda_http`, API Gateway: these functions only translate between HTTP and the handlers.
 
+pub mod privacy;
 pub mod problem;
 
 use axum::body::Bytes;
@@ -19,6 +20,7 @@ use crate::domain::Tenant;
 use crate::handlers::ingest::{IngestDeps, IngestError, submit_event};
 use crate::handlers::queries::{self, QueryDeps, QueryError};
 use crate::metrics::{self, RejectReason};
+pub use privacy::{erasure_routes, unsubscribe_routes};
 pub use problem::Problem;
 
 /// Bodies the API reads at all; `POST /v1/events` has its own, smaller limit and says so in a problem.

@@ -29,9 +29,30 @@ pub struct RenderedMessage {
     pub parts: std::collections::BTreeMap<String, String>,
 }
 
+/// Extra email headers travel with the rendered message as parts named `header:<Name>` (e.g.
+/// `header:List-Unsubscribe`): no template part has such a name, senders that know headers (SES,
+/// SendGrid) send them, the others ignore them.
+pub const HEADER_PART_PREFIX: &str = "header:";
+
 impl RenderedMessage {
     pub fn part(&self, name: &str) -> &str {
         self.parts.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The extra headers to send, as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.parts.iter().filter_map(|(k, v)| k.strip_prefix(HEADER_PART_PREFIX).map(|name| (name, v.as_str())))
+    }
+
+    /// The template parts alone, without the headers.
+    pub fn content_parts(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.parts.iter().filter(|(k, _)| !k.starts_with(HEADER_PART_PREFIX))
+    }
+
+    /// Adds (or replaces) a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.parts.insert(format!("{HEADER_PART_PREFIX}{name}"), value.into());
+        self
     }
 }
 

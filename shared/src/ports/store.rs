@@ -89,6 +89,13 @@ pub trait EventStore: Send + Sync {
     /// Writes the event unless one with its id exists; returns whether it wrote.
     async fn put_event(&self, record: &EventRecord) -> Result<bool, StoreError>;
     async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Erasure: replaces the event's payload with `null`, keeping the rest of the record (id,
+    /// type, user, priority, lane, times), so its status stays answerable. Answers whether it
+    /// removed a payload (`false`: no such event, or erased before).
+    async fn scrub_event_payload(&self, _event_id: &EventId) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("this store cannot erase event payloads".into()))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -119,6 +126,13 @@ pub trait NotificationStore: Send + Sync {
     /// Applies an inbox mark to a notification of `owner` (see [`InboxMark::apply`]); `None`
     /// when there is no such notification of theirs.
     async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError>;
+
+    /// Erasure: removes what the notification says of its recipient (the rendered title or
+    /// subject, the in-app body, the provider's last error), keeping its ids, status, reason, attempts and times.
+    /// Answers whether it removed anything (`false`: no such notification, or nothing left).
+    async fn scrub_content(&self, _id: &NotificationId) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("this store cannot erase notification content".into()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,6 +144,11 @@ pub trait ProfileStore: Send + Sync {
     async fn put_profile(&self, user_id: &UserId, profile: &Profile) -> Result<(), StoreError>;
     async fn get_preferences(&self, user_id: &UserId) -> Result<Option<Preferences>, StoreError>;
     async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError>;
+
+    /// Erasure: deletes the user's profile and preferences. Answers whether either existed.
+    async fn delete_recipient(&self, _user_id: &UserId) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("this store cannot delete recipients".into()))
+    }
 
     /// Profile and preferences together (one read where the adapter stores them together).
     async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {

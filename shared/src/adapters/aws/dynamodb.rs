@@ -18,7 +18,9 @@
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
 //! `attribute_not_exists(<key>)`; every notification transition its [`Guard`] (status set, or
 //! "pending/scheduled, or sending with `lease_until_ms` < now"). When a condition fails, the
-//! current item is read back with a consistent read.
+//! current item is read back with a consistent read. Erasure: the user item is deleted whole;
+//! a notification's content is removed (`REMOVE title, last_error`) on condition that there is
+//! some; an event's record is written back with a `null` payload on condition that it exists.
 
 mod dead_letters;
 
@@ -255,6 +257,34 @@ impl EventStore for DynamoStore {
         };
         let record = item.remove("record").ok_or_else(|| StoreError::Corrupt("event item without record".into()))?;
         from_av(record).map(Some)
+    }
+
+    /// Reads the record, then writes it back without its payload, on condition that the item
+    /// still exists (an event record is otherwise never written after it is put).
+    async fn scrub_event_payload(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        let Some(mut record) = self.get_event(event_id).await? else {
+            return Ok(false);
+        };
+        if record.event.payload.is_null() {
+            return Ok(false);
+        }
+        record.event.payload = serde_json::Value::Null;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .key("event_id", s(event_id.as_str()))
+            .update_expression("SET #r = :r")
+            .condition_expression("attribute_exists(event_id)")
+            .expression_attribute_names("#r", "record")
+            .expression_attribute_values(":r", to_av(&record)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
@@ -561,6 +591,25 @@ impl NotificationStore for DynamoStore {
         let next = page.last_evaluated_key.filter(|k| !k.is_empty()).map(|k| encode_cursor(&k));
         Ok(Page { items, next })
     }
+
+    /// `REMOVE title, last_error` on condition that either is there (so a missing item is
+    /// never created, and a second scrub answers `false`).
+    async fn scrub_content(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.notifications)
+            .key("notification_id", s(id.as_str()))
+            .update_expression("REMOVE title, last_error, body")
+            .condition_expression("attribute_exists(title) OR attribute_exists(last_error) OR attribute_exists(body)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,6 +654,20 @@ impl ProfileStore for DynamoStore {
 
     async fn put_preferences(&self, user_id: &UserId, preferences: &Preferences) -> Result<(), StoreError> {
         self.set_user_attribute(user_id, "preferences", preferences).await
+    }
+
+    /// The whole user item (profile and preferences are its attributes).
+    async fn delete_recipient(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.users)
+            .key("user_id", s(user_id.as_str()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|old| old.contains_key("profile") || old.contains_key("preferences")))
     }
 
     async fn get_recipient(&self, user_id: &UserId) -> Result<(Option<Profile>, Option<Preferences>), StoreError> {

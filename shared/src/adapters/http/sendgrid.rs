@@ -66,14 +66,20 @@ impl SendGridEmailSender {
         if !m.part("html").is_empty() {
             content.push(json!({"type": "text/html", "value": m.part("html")}));
         }
-        json!({
+        let mut body = json!({
             "personalizations": [{"to": [{"email": to}]}],
             "from": mailbox(&self.from),
             "subject": m.part("subject"),
             "content": content,
             // Comes back on SendGrid's event webhook: ties bounces and opens to the notification.
             "custom_args": {"notification_id": d.notification_id.as_str()},
-        })
+        });
+        // Extra headers (one-click unsubscribe), only when there are any.
+        let headers: serde_json::Map<String, Value> = m.headers().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+        if !headers.is_empty() {
+            body["headers"] = Value::Object(headers);
+        }
+        body
     }
 }
 
@@ -225,6 +231,28 @@ mod tests {
         let receipt = sender(&server, Duration::from_secs(5)).send(f.delivery()).await;
 
         assert_eq!(receipt, Ok(ProviderReceipt::new(PROVIDER, "sg-msg-1")));
+    }
+
+    #[tokio::test]
+    async fn extra_headers_such_as_one_click_unsubscribe_are_sent_as_headers_not_content() {
+        let server = MockServer::start().await;
+        let parts = [
+            ("subject", "News"),
+            ("text", "Hi"),
+            ("header:List-Unsubscribe", "<https://api.example.com/v1/unsubscribe/t>"),
+            ("header:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ];
+        let f = DeliveryFixture::new(Channel::Email, Address::Email { to: TO.into() }, &parts);
+        let expected = json!({
+            "personalizations": [{"to": [{"email": TO}]}],
+            "from": {"email": "no-reply@acme.example", "name": "Acme"},
+            "subject": "News",
+            "content": [{"type": "text/plain", "value": "Hi"}],
+            "custom_args": {"notification_id": f.id.as_str()},
+            "headers": {"List-Unsubscribe": "<https://api.example.com/v1/unsubscribe/t>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        });
+        Mock::given(method("POST")).and(path("/v3/mail/send")).and(body_json(expected)).respond_with(ResponseTemplate::new(202)).expect(1).mount(&server).await;
+        assert!(sender(&server, Duration::from_secs(5)).send(f.delivery()).await.is_ok());
     }
 
     #[tokio::test]

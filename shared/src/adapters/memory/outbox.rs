@@ -22,7 +22,11 @@ pub struct OutboxEntry {
     pub priority: Priority,
     pub to: Address,
     pub locale: String,
+    /// The template parts (`subject`, `text`, …).
     pub parts: BTreeMap<String, String>,
+    /// The extra headers an email carries (`List-Unsubscribe`, `List-Unsubscribe-Post`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     pub sent_at: Timestamp,
 }
 
@@ -112,7 +116,8 @@ impl ChannelSender for OutboxSender {
             priority: d.priority,
             to: d.address.clone(),
             locale: d.message.locale.clone(),
-            parts: d.message.parts.clone(),
+            parts: d.message.content_parts().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: d.message.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             sent_at: Timestamp::now(),
         });
         Ok(ProviderReceipt::new(PROVIDER, id))

@@ -217,6 +217,21 @@ impl EventStore for MemoryStore {
         let t = self.tables();
         t.events.get(event_id.as_str()).map(|v| decode(v, "event")).transpose()
     }
+
+    async fn scrub_event_payload(&self, event_id: &EventId) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let Some(stored) = t.events.get(event_id.as_str()) else {
+            return Ok(false);
+        };
+        let mut record: EventRecord = decode(stored, "event")?;
+        if record.event.payload.is_null() {
+            return Ok(false);
+        }
+        record.event.payload = Value::Null;
+        let value = encode(&record, "event")?;
+        t.events.insert(event_id.as_str().to_owned(), value);
+        Ok(true)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +364,20 @@ impl NotificationStore for MemoryStore {
         };
         Ok(Page { items, next })
     }
+
+    async fn scrub_content(&self, id: &NotificationId) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let Some(mut n) = t.notification(id.as_str())? else {
+            return Ok(false);
+        };
+        if n.title.is_none() && n.last_error.is_none() && n.body.is_none() {
+            return Ok(false);
+        }
+        (n.title, n.last_error, n.body) = (None, None, None);
+        let value = encode(&n, "notification")?;
+        t.notifications.insert(id.as_str().to_owned(), value);
+        Ok(true)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +405,13 @@ impl ProfileStore for MemoryStore {
         let value = encode(preferences, "preferences")?;
         self.tables().preferences.insert(user_id.as_str().to_owned(), value);
         Ok(())
+    }
+
+    async fn delete_recipient(&self, user_id: &UserId) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let profile = t.profiles.remove(user_id.as_str()).is_some();
+        let preferences = t.preferences.remove(user_id.as_str()).is_some();
+        Ok(profile || preferences)
     }
 }
 
