@@ -62,6 +62,7 @@ macro_rules! every_check {
             notifications_outcome_only_under_its_own_claim,
             notifications_failure_records_its_fallback_and_refunds,
             notifications_status_in_guard,
+            notifications_inbox_marks_apply_for_their_owner_only,
             notifications_transition_can_clear_fields,
             notifications_transition_of_unknown_is_not_found,
             notifications_scrub_content_keeps_ids_status_and_times,

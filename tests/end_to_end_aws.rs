@@ -389,3 +389,55 @@ async fn a_job_given_up_on_in_the_sqs_dead_letter_queue_is_recorded_in_dynamodb_
     assert!(listed["items"].as_array().unwrap().iter().all(|d| d["notification_id"] != notification_id.as_str()), "{listed}");
     app.stack.stop().await;
 }
+
+/// A tenant's key created in the key directory table (as `notify-keys create` does) opens the
+/// API for that tenant only; the tenant's sender identity (`notify-keys sender`) is what SES
+/// sends its mail from; and a revoked key is refused once the cache lapses.
+#[tokio::test]
+async fn a_key_from_the_key_directory_opens_its_tenant_only_and_its_mail_has_its_sender() {
+    use shared::adapters::aws::{DynamoStore, TableNames};
+    use shared::auth::key_admin;
+    use shared::domain::Tenant;
+    let app = spawn_aws_app(None).await;
+    let tables = app.stack.aws.as_ref().expect("AWS backend").tables.clone();
+    let sdk = emulator_sdk_config().await;
+    let directory = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), TableNames { api_keys: tables.api_keys.clone(), ..TableNames::default() });
+    let acme = Tenant::parse("acme").unwrap();
+    let created = key_admin::create_key(&directory, &acme, Some("e2e"), jiff::Timestamp::now()).await.unwrap();
+    let address = format!("{}@acme.example", unique("no-reply").to_lowercase());
+    let from = format!("Acme <{address}>");
+    // SES sends only from a verified identity (the deployer verifies the tenant's domain).
+    aws_sdk_sesv2::Client::new(&sdk).create_email_identity().email_identity(&address).send().await.unwrap();
+    key_admin::set_sender_defaults(&directory, &acme, Some(from.clone()), None).await.unwrap();
+    let listed = key_admin::list_keys(&directory, Some(&acme)).await.unwrap();
+    assert_eq!(listed.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), [created.stored.key_id.as_str()]);
+
+    let acme_api = app.with_key(&created.key);
+    let email = format!("{}@example.com", unique("t").to_lowercase());
+    let profile = json!({"email": email, "locale": "en"});
+    assert_eq!(acme_api.put("/v1/users/u-1", &profile).await.status(), 200);
+    let mut body = event_for("order.completed.json", "u-1");
+    body["channels"] = json!(["email"]);
+    let event_id = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(acme_api.post_event(&body).await.status(), 202);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status: Value = acme_api.get(&format!("/v1/events/{event_id}")).await.json().await.unwrap();
+        if status["notifications"][0]["status"] == "sent" {
+            assert_eq!(status["notifications"][0]["user_id"], "u-1");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not sent: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = emulator_emails().await.into_iter().find(|m| m.to_string().contains(&email)).expect("the email reached SES");
+    assert_eq!(sent["source"], from.as_str(), "sent from the tenant's address: {sent}");
+    // The default tenant's key sees none of it.
+    assert_eq!(app.get(&format!("/v1/events/{event_id}")).await.status(), 404);
+    assert_eq!(app.get("/v1/users/u-1").await.status(), 404);
+    // Revoked: a fresh instance (no cache) refuses it.
+    key_admin::revoke_key(&directory, &created.stored.key_id, jiff::Timestamp::now()).await.unwrap();
+    let found = shared::ports::KeyDirectory::find_key(&directory, &created.stored.key_hash).await.unwrap().unwrap();
+    assert!(!found.is_active());
+    app.stack.stop().await;
+}

@@ -118,6 +118,40 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     dead_letters_list_newest_first_in_pages_of_every_queue_or_one(fixture).await;
     dead_letters_are_removed_only_as_they_were_read(fixture).await;
     notifications_failed_because_guard_and_attempt_reset(fixture).await;
+    notifications_inbox_marks_apply_for_their_owner_only(fixture).await;
+}
+
+/// Inbox marks: read implies seen, a time already set is kept, each undo clears it, and a mark
+/// by anyone but the owner (or of an unknown notification) changes nothing.
+pub async fn notifications_inbox_marks_apply_for_their_owner_only(fixture: &dyn StoreFixture) {
+    use crate::domain::InboxMark;
+    let s = fixture.store().await;
+    let n = Notification { body: Some("Total 10 EUR".into()), ..notification("evt-1", Channel::Websocket, "u-1", 0) };
+    assert!(create(&s, &n).await);
+    let id = &n.notification_id;
+    let mark = |m: InboxMark, who: &'static str, t: i64| {
+        let s = s.clone();
+        let id = id.clone();
+        async move { s.notifications.mark(&id, &user(who), m, at(t)).await.expect("mark") }
+    };
+    assert_eq!(mark(InboxMark::Read, "u-2", 5).await, None, "not the owner's");
+    assert_eq!(get(&s, id).await, Some(n.clone()));
+    let read = mark(InboxMark::Read, "u-1", 5).await.expect("the owner's");
+    assert_eq!((read.read_at, read.seen_at), (Some(at(5)), Some(at(5))));
+    assert_eq!(read.body.as_deref(), Some("Total 10 EUR"));
+    let again = mark(InboxMark::Seen, "u-1", 9).await.unwrap();
+    assert_eq!(again.seen_at, Some(at(5)), "marking twice keeps the first time");
+    let unread = mark(InboxMark::Unread, "u-1", 10).await.unwrap();
+    assert_eq!((unread.read_at, unread.seen_at), (None, Some(at(5))));
+    let archived = mark(InboxMark::Archived, "u-1", 11).await.unwrap();
+    assert_eq!(archived.archived_at, Some(at(11)));
+    let back = mark(InboxMark::Unarchived, "u-1", 12).await.unwrap();
+    assert_eq!(back.archived_at, None);
+    let unseen = mark(InboxMark::Unseen, "u-1", 13).await.unwrap();
+    assert_eq!((unseen.seen_at, unseen.read_at), (None, None));
+    assert_eq!(get(&s, id).await, Some(unseen.clone()), "what mark answers is what is stored");
+    assert_eq!((unseen.status, unseen.attempts, unseen.updated_at), (n.status, n.attempts, n.updated_at), "status untouched");
+    assert_eq!(s.notifications.mark(&NotificationId::from_stored("ntf_none".into()), &user("u-1"), InboxMark::Read, at(1)).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------------------
