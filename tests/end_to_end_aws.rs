@@ -441,3 +441,56 @@ async fn a_key_from_the_key_directory_opens_its_tenant_only_and_its_mail_has_its
     assert!(!found.is_active());
     app.stack.stop().await;
 }
+
+/// The inbox over DynamoDB and the API Gateway Management API: a user token marks its own
+/// notification read, and the user's other open socket hears of it.
+#[tokio::test]
+async fn the_inbox_marks_over_dynamodb_and_tells_the_other_tabs() {
+    let app = spawn_aws_app(None).await;
+    let user = unique("u");
+    create_user(&app, &user, &format!("{}@example.com", user.to_lowercase()), "+380501234567").await;
+    let mut first_tab = app.connect_ws(&user).await;
+    let mut second_tab = app.connect_ws(&user).await;
+    let body = event_for("order.completed.json", &user);
+    assert_eq!(app.post_event(&body).await.status(), 202);
+    let frame = next_frame(&mut first_tab, WAIT).await;
+    next_frame(&mut second_tab, WAIT).await;
+    let id = frame["notification_id"].as_str().unwrap().to_owned();
+    let token = app.ws_token(&user).await;
+    let me = |path: &str| app.http.get(app.url(path)).header("authorization", format!("Bearer {token}"));
+    // The websocket notification reads `sent` once the sender recorded it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let feed: Value = loop {
+        let feed: Value = me("/v1/me/notifications").send().await.unwrap().json().await.unwrap();
+        if feed["items"].as_array().is_some_and(|i| !i.is_empty()) || tokio::time::Instant::now() > deadline {
+            break feed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(feed["items"][0]["notification_id"], id.as_str(), "{feed}");
+    assert_eq!(feed["counts"], json!({"unread": 1, "unseen": 1}));
+    let marked: Value = app
+        .http
+        .post(app.url("/v1/me/notifications/mark"))
+        .header("authorization", format!("Bearer {token}"))
+        .json(&json!({"ids": [id], "mark": "read"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(marked["items"][0]["read_at"].is_string(), "{marked}");
+    loop {
+        use futures::StreamExt;
+        let message = tokio::time::timeout(WAIT, second_tab.next()).await.expect("a frame").expect("open").expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "inbox.updated" {
+                assert_eq!(v["counts"], json!({"unread": 0, "unseen": 0}));
+                break;
+            }
+        }
+    }
+    app.stack.stop().await;
+}
