@@ -134,3 +134,31 @@ async fn a_user_token_never_reaches_another_users_data_and_keys_do_not_open_the_
     assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_ten_live_sockets_and_the_eleventh_is_refused_with_429() {
+    let app = spawn_app().await;
+    let user = unique("u");
+    let mut open = Vec::new();
+    for _ in 0..shared::handlers::ws::MAX_CONNECTIONS_PER_USER {
+        open.push(app.connect_ws(&user).await);
+    }
+    let token = app.ws_token(&user).await;
+    let url = format!("ws://{}/v1/ws?token={token}", app.stack.addr);
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("the eleventh socket was not refused: {:?}", other.map(|_| ())),
+    }
+    // Closing one makes room.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if tokio_tungstenite::connect_async(url.clone()).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no room after a close");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.stack.stop().await;
+}

@@ -51,6 +51,13 @@ async fn upgrade(State(state): State<WsState>, Query(q): Query<Connect>, ws: Web
                     p.detail = format!("WebSocket {e}: mint one with POST /v1/users/{{user_id}}/ws-token");
                     p.into_response()
                 }
+                ConnectError::TooManyConnections { limit } => Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-connections",
+                    "Too Many Connections",
+                    format!("a user may hold {limit} live WebSocket connections; close one first"),
+                )
+                .into_response(),
                 ConnectError::Store(e) => {
                     tracing::error!(error = %e, "could not record the connection");
                     Problem::unavailable().into_response()

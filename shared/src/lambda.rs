@@ -495,6 +495,10 @@ pub async fn handle_ws_connect(deps: &WsDeps, request: &ApiGatewayWebsocketProxy
             tracing::info!(connection_id, reason = %why, "websocket refused");
             proxy_response(401, "unauthorized")
         }
+        Err(ConnectError::TooManyConnections { limit }) => {
+            tracing::info!(connection_id, limit, "websocket refused: too many connections");
+            proxy_response(429, "too many connections")
+        }
         Err(ConnectError::Store(e)) => {
             tracing::error!(connection_id, error = %e, "could not record the connection");
             proxy_response(500, "unavailable")

@@ -24,7 +24,9 @@ pub fn address_for(channel: Channel, profile: &Profile) -> Option<Address> {
     match channel {
         Channel::Email => profile.email.clone().map(|to| Address::Email { to }),
         Channel::Sms => profile.phone.clone().map(|number| Address::Phone { number }),
-        Channel::Push => (!profile.push_tokens.is_empty()).then(|| Address::Push { tokens: profile.push_tokens.clone() }),
+        // Capped as profiles are checked, should an older profile hold more.
+        Channel::Push => (!profile.push_tokens.is_empty())
+            .then(|| Address::Push { tokens: profile.push_tokens.iter().take(crate::domain::profile::MAX_PUSH_TOKENS).cloned().collect() }),
         Channel::Whatsapp => profile.whatsapp.clone().map(|number| Address::Whatsapp { number }),
         Channel::Telegram => profile.telegram_chat_id.clone().map(|chat_id| Address::Telegram { chat_id }),
         Channel::Websocket => Some(Address::Connections),

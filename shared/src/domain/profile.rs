@@ -81,6 +81,9 @@ fn is_email(s: &str) -> bool {
         && !domain.contains('@')
 }
 
+/// The most devices a profile holds: each costs provider calls on every push.
+pub const MAX_PUSH_TOKENS: usize = 10;
+
 impl Profile {
     /// Every failing field, as JSON Pointers into the request body.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -113,6 +116,9 @@ impl Profile {
             && !is_webhook_url(url) {
                 errors.push(FieldError::new("/webhook_url", "must be an http(s) URL of at most 2048 characters (https on AWS)"));
             }
+        if self.push_tokens.len() > MAX_PUSH_TOKENS {
+            errors.push(FieldError::new("/push_tokens", format!("at most {MAX_PUSH_TOKENS} devices")));
+        }
         for (i, t) in self.push_tokens.iter().enumerate() {
             if !matches!(t.platform.as_str(), "fcm" | "apns") {
                 errors.push(FieldError::new(format!("/push_tokens/{i}/platform"), "must be fcm or apns"));
@@ -225,6 +231,16 @@ impl Preferences {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_holds_at_most_ten_devices() {
+        let device = |i: usize| PushToken { platform: "fcm".into(), token: format!("t{i}") };
+        let ten = Profile { push_tokens: (0..MAX_PUSH_TOKENS).map(device).collect(), ..Profile::default() };
+        assert!(ten.validate().is_ok());
+        let eleven = Profile { push_tokens: (0..=MAX_PUSH_TOKENS).map(device).collect(), ..Profile::default() };
+        let errors = eleven.validate().unwrap_err();
+        assert_eq!(errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["/push_tokens"]);
+    }
 
     #[test]
     fn e164_numbers() {

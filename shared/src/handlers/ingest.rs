@@ -66,6 +66,10 @@ pub async fn check_rate(deps: &IngestDeps, key_id: &str) -> Option<(Duration, u3
     }
 }
 
+/// How far ahead `send_after` may be: a scheduled event waits on the `deferred` queue in hops
+/// of 15 minutes, each one paid for.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// The answer to a submission; a replay carries the first answer's status and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
@@ -147,6 +151,11 @@ pub async fn submit_event(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Re
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     let event = Event::parse(&value).map_err(IngestError::Invalid)?;
+    if let Some(at) = event.send_after
+        && at > deps.clock.now().checked_add(MAX_SCHEDULE_AHEAD).unwrap_or(at)
+    {
+        return Err(IngestError::Invalid(vec![FieldError::new("/send_after", "must be at most 30 days ahead")]));
+    }
     let local_event_id = event.event_id.as_str().to_owned();
     let event = Event { event_id: tenant.event(&event.event_id), user_id: tenant.user(&event.user_id), ..event };
     let Some(event_type) = deps.catalog.event_type(&event.event_type) else {
@@ -518,6 +527,35 @@ mod tests {
         assert_eq!(answer(&h.submit(&low).await.unwrap())["priority"], "low");
         assert_eq!(h.depth(Lane::Bulk).await, 2);
         assert_eq!(h.stored("evt-3").await.unwrap().lane, Lane::Bulk);
+    }
+
+    #[tokio::test]
+    async fn send_after_is_bounded_to_thirty_days_ahead() {
+        let h = harness();
+        let at = |days: i64| (t0() + jiff::SignedDuration::from_hours(24 * days)).to_string();
+        let mut later = order("evt-later");
+        later["send_after"] = json!(at(30));
+        assert!(h.submit(&later).await.is_ok(), "30 days ahead is fine");
+        let mut too_late = order("evt-too-late");
+        too_late["send_after"] = json!(at(31));
+        let Err(IngestError::Invalid(errors)) = h.submit(&too_late).await else { panic!("refused") };
+        assert_eq!(errors[0].path, "/send_after");
+        assert!(h.stored("evt-too-late").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_tenants_event_is_kept_under_its_scoped_ids_and_answered_with_its_own() {
+        let h = harness();
+        let acme = Tenant::parse("acme").unwrap();
+        let accepted = submit_event(&h.deps, &acme, order("evt-1").to_string().as_bytes()).await.unwrap();
+        assert_eq!((answer(&accepted)["event_id"].as_str(), accepted.location.as_str()), (Some("evt-1"), "/v1/events/evt-1"));
+        let again = submit_event(&h.deps, &Tenant::default_tenant(), order("evt-1").to_string().as_bytes()).await.unwrap();
+        assert!(!again.replayed, "the same id of another tenant is another event");
+        let stored = h.store.inner.get_event(&EventId::parse_stored("acme#evt-1").unwrap()).await.unwrap().expect("scoped");
+        assert_eq!(stored.event.user_id.as_str(), format!("acme#{}", order("x")["user_id"].as_str().unwrap()));
+        let jobs = h.queue.inner.receive(&events_queue(Lane::Fast), 10, Duration::ZERO).await.unwrap();
+        assert!(jobs.iter().any(|m| m.group_id.as_deref().is_some_and(|g| g.starts_with("acme#"))), "grouped by tenant#user");
+        assert!(jobs.iter().any(|m| m.group_id.as_deref().is_some_and(|g| g.starts_with("default#"))));
     }
 
     // -----------------------------------------------------------------------------------------

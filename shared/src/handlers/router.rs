@@ -42,6 +42,14 @@ pub struct RouterDeps {
     pub unsubscribe: Option<Arc<crate::auth::UnsubscribeLinks>>,
 }
 
+/// The largest rendered message (all its parts): a template fed a huge payload fails as a
+/// `template_error` instead of reaching a provider.
+pub const MAX_RENDERED_BYTES: usize = 100 * 1024;
+
+fn rendered_bytes(message: &crate::ports::RenderedMessage) -> usize {
+    message.parts.values().map(String::len).sum()
+}
+
 /// What routing did with one channel, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
@@ -177,10 +185,10 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
             }
         }
         if let Some(job) = &send_job
-            && encode(job).len() > MAX_MESSAGE_BYTES - 1024 {
+            && (rendered_bytes(&job.message) > MAX_RENDERED_BYTES || encode(job).len() > MAX_MESSAGE_BYTES - 1024) {
                 notification.status = Status::Failed;
                 notification.reason = Some(reason::TEMPLATE_ERROR.to_owned());
-                notification.last_error = Some("rendered message is larger than a queue message can carry".into());
+                notification.last_error = Some(format!("the rendered message is larger than {} KiB", MAX_RENDERED_BYTES / 1024));
                 notification.fallback = owed_fallback(&deps.catalog, &event.event_type, channel);
                 send_job = None;
             }
@@ -347,6 +355,19 @@ mod tests {
         assert!(emails.is_empty(), "the default tenant's own suppression holds");
         let n = stored(&h, &job).await;
         assert_eq!(n[0].reason.as_deref(), Some(reason::SUPPRESSED));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_rendered_larger_than_the_limit_fails_as_a_template_error() {
+        let h = Harness::new().await;
+        let mut big = event("order.completed", "evt-big");
+        big.payload["order_id"] = serde_json::json!("x".repeat(MAX_RENDERED_BYTES / 2 + 1));
+        let job = h.route_job(&big).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let email = stored(&h, &job).await.into_iter().find(|n| n.channel == Channel::Email).unwrap();
+        assert_eq!((email.status, email.reason.as_deref()), (Status::Failed, Some(reason::TEMPLATE_ERROR)));
+        assert!(email.last_error.unwrap().contains("100 KiB"));
+        assert!(h.take::<SendJob>("send-email-fast.fifo").await.is_empty(), "nothing sent");
     }
 
     #[tokio::test(start_paused = true)]

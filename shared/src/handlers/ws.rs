@@ -23,10 +23,16 @@ pub struct WsDeps {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The most live WebSocket connections one user may hold (tabs, devices).
+pub const MAX_CONNECTIONS_PER_USER: usize = 10;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConnectError {
     #[error("unauthorized: {0}")]
     Unauthorized(WsTokenError),
+    /// The user holds [`MAX_CONNECTIONS_PER_USER`] live connections already.
+    #[error("the user has {limit} live connections already")]
+    TooManyConnections { limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +40,10 @@ pub enum ConnectError {
 pub async fn connect(deps: &WsDeps, connection_id: &str, token: Option<&str>) -> Result<UserId, ConnectError> {
     let now = deps.clock.now();
     let user = deps.tokens.verify(token.unwrap_or_default(), now).map_err(ConnectError::Unauthorized)?;
+    // Every push fans out to each of them: one token cannot open unlimited sockets.
+    if deps.connections.connections_of(&user, now).await?.len() >= MAX_CONNECTIONS_PER_USER {
+        return Err(ConnectError::TooManyConnections { limit: MAX_CONNECTIONS_PER_USER });
+    }
     let connection = Connection {
         connection_id: connection_id.to_owned(),
         user_id: user.clone(),

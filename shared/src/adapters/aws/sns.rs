@@ -96,6 +96,27 @@ impl SnsPushSender {
     }
 }
 
+impl SnsPushSender {
+    /// One device: its platform endpoint (idempotent), then the message.
+    async fn push_to(&self, token: &crate::domain::profile::PushToken, message: &str) -> Result<String, SendError> {
+        let application = match token.platform.as_str() {
+            "fcm" => self.fcm_application_arn.as_deref(),
+            "apns" => self.apns_application_arn.as_deref(),
+            _ => None,
+        };
+        let Some(application) = application else {
+            return Err(SendError::Permanent(format!("no platform application configured for {}", token.platform)));
+        };
+        let out = self.client.create_platform_endpoint().platform_application_arn(application).token(&token.token).send().await.map_err(sdk_error)?;
+        let endpoint = out.endpoint_arn().unwrap_or_default().to_owned();
+        let out = self.client.publish().target_arn(&endpoint).message_structure("json").message(message).send().await.map_err(sdk_error)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}
+
+/// Devices of one push pushed to at once.
+pub const PUSH_CONCURRENCY: usize = 4;
+
 #[async_trait]
 impl ChannelSender for SnsPushSender {
     async fn send(&self, d: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
@@ -103,28 +124,21 @@ impl ChannelSender for SnsPushSender {
             return Err(SendError::Permanent("not a push address".into()));
         };
         let message = Self::payload(d.message.part("title"), d.message.part("body"), d.notification_id.as_str());
+        // The devices at once, [`PUSH_CONCURRENCY`] at a time (two SNS calls each): ten devices
+        // take about two round trips, well within the job's lease.
+        use futures::StreamExt;
+        let message = message.as_str();
+        let outcomes: Vec<Result<String, SendError>> = futures::stream::iter(tokens.iter().take(crate::domain::profile::MAX_PUSH_TOKENS).cloned())
+            .map(|token| async move { self.push_to(&token, message).await })
+            .buffer_unordered(PUSH_CONCURRENCY)
+            .collect()
+            .await;
         let mut sent = Vec::new();
         let mut last_error = None;
-        for token in tokens {
-            let application = match token.platform.as_str() {
-                "fcm" => self.fcm_application_arn.as_deref(),
-                "apns" => self.apns_application_arn.as_deref(),
-                _ => None,
-            };
-            let Some(application) = application else {
-                last_error = Some(SendError::Permanent(format!("no platform application configured for {}", token.platform)));
-                continue;
-            };
-            let endpoint = match self.client.create_platform_endpoint().platform_application_arn(application).token(&token.token).send().await {
-                Ok(out) => out.endpoint_arn().unwrap_or_default().to_owned(),
-                Err(e) => {
-                    last_error = Some(sdk_error(e));
-                    continue;
-                }
-            };
-            match self.client.publish().target_arn(&endpoint).message_structure("json").message(&message).send().await {
-                Ok(out) => sent.push(out.message_id().unwrap_or_default().to_owned()),
-                Err(e) => last_error = Some(sdk_error(e)),
+        for outcome in outcomes {
+            match outcome {
+                Ok(id) => sent.push(id),
+                Err(e) => last_error = Some(e),
             }
         }
         match (sent.is_empty(), last_error) {
