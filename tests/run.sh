@@ -4,9 +4,10 @@
 # the in-process and the AWS adapters, end-to-end flows through the local stack on both backends,
 # the offline checks of the SAM template.
 #
-# It needs only Rust and Python 3. On first run it installs the pinned AWS emulator (moto, from
-# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv; on every
-# run it lints the template, starts the emulator on a free
+# It needs only Rust, Python 3 and git. On first run it installs the pinned AWS emulator (moto, from
+# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv, and
+# cargo-deny into ./.tools; on every run it lints the template, checks the dependencies
+# (tests/supply-chain.sh), starts the emulator on a free
 # loopback port, runs the tests against it, and stops it again — on success, failure or Ctrl-C.
 #
 # Usage: bash tests/run.sh [extra arguments for cargo nextest run]
