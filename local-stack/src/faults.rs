@@ -228,6 +228,19 @@ fn seed_of(target: FaultTarget) -> u64 {
     target.name().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The recipient as a provider's error message would quote it.
+fn recipient_of(address: &shared::ports::Address) -> String {
+    use shared::ports::Address;
+    match address {
+        Address::Email { to } => to.clone(),
+        Address::Phone { number } | Address::Whatsapp { number } => number.clone(),
+        Address::Telegram { chat_id } => chat_id.clone(),
+        Address::Webhook { url } => url.clone(),
+        Address::Push { tokens } => tokens.iter().map(|t| t.token.clone()).collect::<Vec<_>>().join(", "),
+        Address::Connections => "the user's connections".into(),
+    }
+}
+
 struct FaultySender {
     channel: Channel,
     inner: Arc<dyn ChannelSender>,
@@ -237,11 +250,16 @@ struct FaultySender {
 #[async_trait]
 impl ChannelSender for FaultySender {
     async fn send(&self, delivery: Delivery<'_>) -> Result<ProviderReceipt, SendError> {
+        // Like real providers (SES `MessageRejected`, Twilio, chat APIs), an injected error quotes
+        // the recipient: what reaches logs and stored errors must be redacted.
+        let recipient = recipient_of(delivery.address);
         match self.faults.draw(FaultTarget::Channel(self.channel), false) {
             Draw::FailBefore(FaultKind::Transient) => {
-                Err(SendError::Transient(format!("local {} provider is set to fail (injected fault)", self.channel)))
+                Err(SendError::Transient(format!("local {} provider is set to fail for {recipient} (injected fault)", self.channel)))
             }
-            Draw::FailBefore(FaultKind::Permanent) => Err(SendError::Permanent(format!("local {} provider rejected the message (injected fault)", self.channel))),
+            Draw::FailBefore(FaultKind::Permanent) => {
+                Err(SendError::Permanent(format!("local {} provider rejected the message to {recipient} (injected fault)", self.channel)))
+            }
             Draw::Pass | Draw::FailAfter => self.inner.send(delivery).await,
         }
     }

@@ -56,7 +56,8 @@ pub struct DeferredJob {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("message body is not a {what}: {source}")]
+// serde's message can quote a field's value: redacted.
+#[error("message body is not a {what}: {}", crate::redact::redact(&.source.to_string()))]
 pub struct BadMessage {
     pub what: &'static str,
     #[source]

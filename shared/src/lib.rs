@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod ports;
 pub mod providers;
+pub mod redact;
 pub mod routing;
 pub mod secrets;
 pub mod telemetry;

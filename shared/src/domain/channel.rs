@@ -65,9 +65,7 @@ impl FromStr for Channel {
             .into_iter()
             .find(|c| c.as_str() == s)
             .ok_or_else(|| {
-                format!(
-                    "unknown channel {s:?}; expected one of email, sms, push, whatsapp, telegram, websocket, webhook"
-                )
+                "unknown channel; expected one of email, sms, push, whatsapp, telegram, websocket, webhook".to_owned()
             })
     }
 }
@@ -112,9 +110,7 @@ impl FromStr for Priority {
             "normal" => Ok(Priority::Normal),
             "high" => Ok(Priority::High),
             "critical" => Ok(Priority::Critical),
-            _ => Err(format!(
-                "unknown priority {s:?}; expected one of critical, high, normal, low"
-            )),
+            _ => Err("unknown priority; expected one of critical, high, normal, low".to_owned()),
         }
     }
 }

@@ -259,8 +259,10 @@ impl Transition {
         self
     }
 
+    /// The error to store, redacted ([`crate::redact`]): the API shows it, and providers quote
+    /// recipients in theirs.
     pub fn last_error(mut self, error: impl Into<String>) -> Self {
-        self.last_error = Some(Some(error.into()));
+        self.last_error = Some(Some(crate::redact::redact(&error.into()).into_owned()));
         self
     }
 

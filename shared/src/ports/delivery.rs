@@ -71,17 +71,17 @@ pub struct Delivery<'a> {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// Worth retrying: throttling, timeouts, provider 5xx.
-    #[error("transient provider error: {0}")]
+    #[error("transient provider error: {}", crate::redact::redact(.0))]
     Transient(String),
     /// Retrying cannot help: bad address, rejected content, suppressed recipient.
-    #[error("provider rejected the message: {0}")]
+    #[error("provider rejected the message: {}", crate::redact::redact(.0))]
     Permanent(String),
     /// The provider asks us to slow down (HTTP 429, SES `TooManyRequests`, SNS `Throttled`):
     /// wait `retry_after` when it says how long. Not a failed attempt.
     #[error("throttled by the provider")]
     Throttled { retry_after: Option<std::time::Duration> },
     /// Nobody to deliver to right now (a WebSocket user with no live connection): skipped, not failed.
-    #[error("recipient unreachable: {0}")]
+    #[error("recipient unreachable: {}", crate::redact::redact(.0))]
     Unreachable(String),
 }
 

@@ -9,9 +9,10 @@ use crate::domain::{Channel, Event, EventId, Guard, Lane, Notification, Notifica
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
+    // Both redacted: an SDK's or serde's message can quote an item's values.
+    #[error("store unavailable: {}", crate::redact::redact(.0))]
     Unavailable(String),
-    #[error("stored item cannot be read: {0}")]
+    #[error("stored item cannot be read: {}", crate::redact::redact(.0))]
     Corrupt(String),
 }
 
