@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: cfn-lint on template.yaml, unit tests, each port's contract suite against
+# The whole test suite: cfn-lint on template.yaml, the supply-chain check (cargo-deny, offline),
+# unit tests, each port's contract suite against
 # the in-process and the AWS adapters, end-to-end flows through the local stack on both backends,
 # the offline checks of the SAM template.
 #
-# It needs only Rust and Python 3. On first run it installs the pinned AWS emulator (moto, from
-# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv; on every
-# run it lints the template, starts the emulator on a free
+# It needs only Rust, Python 3 and git. On first run it installs the pinned AWS emulator (moto, from
+# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv, and
+# cargo-deny into ./.tools; on every run it lints the template, checks the dependencies
+# (tests/supply-chain.sh), starts the emulator on a free
 # loopback port, runs the tests against it, and stops it again — on success, failure or Ctrl-C.
 #
 # Usage: bash tests/run.sh [extra arguments for cargo nextest run]
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 venv=.venv
 requirements=(localstack/requirements.txt infra/requirements-lint.txt)
+constraints=tests/python-constraints.txt # every package, direct or not, pinned exactly
 stamp="$venv/.requirements.sha256"
 
 say() { echo "tests/run.sh: $*" >&2; }
@@ -27,13 +30,15 @@ sha256() {
 }
 
 # 1. The emulator and the template linter, installed into ./.venv once, and again only when a
-#    requirements file changes (their hashes are kept in the stamp file). pip uses whatever index
-#    this machine is configured for.
-wanted=$(for r in "${requirements[@]}"; do sha256 "$r"; done)
+#    requirements file or the constraints file changes (their hashes are kept in the stamp file).
+#    Every package, direct or not, is pinned exactly by the constraints file. pip uses whatever
+#    index this machine is configured for.
+wanted=$(for r in "${requirements[@]}" "$constraints"; do sha256 "$r"; done)
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
   say "installing the AWS emulator and cfn-lint (${requirements[*]}) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]/#/-r}"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -c "$constraints" "${requirements[@]/#/-r}"
   echo "$wanted" > "$stamp" # only once the install succeeded
 fi
 
@@ -43,6 +48,11 @@ if ! "$venv/bin/cfn-lint" template.yaml; then
   say "cfn-lint found problems in template.yaml (above)"
   exit 1
 fi
+
+# 2b. Supply chain: cargo-deny (installed into ./.tools once) checks Cargo.lock offline against the
+#     RustSec advisory database snapshot at ../shared/advisory-db, and licences, bans and sources
+#     against deny.toml; any error fails the run. See tests/supply-chain.sh.
+bash tests/supply-chain.sh
 
 # 3. Start the emulator on a free loopback port (the launcher picks one and writes it to a file), and make
 #    sure it is stopped however this script ends: success, failure, Ctrl-C or kill.

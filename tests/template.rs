@@ -341,6 +341,33 @@ fn roles_name_their_resources() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// Every secret a function is told to read (an environment variable `*_SECRET_ARN` naming a
+/// secret of the stack) is one its role may read: the functions read them at cold start, so a
+/// missing grant is a function that never starts on AWS (moto does not enforce IAM).
+fn secret_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, f) in of_type(t, "AWS::Serverless::Function") {
+        for (name, value) in environment(t, Some(f)) {
+            let Some(secret) = name.ends_with("_SECRET_ARN").then(|| reference(value)).flatten() else { continue };
+            let granted = statements(f).iter().any(|s| {
+                string(get(s, "Effect")) == Some("Allow")
+                    && as_list(get(s, "Action")).iter().any(|a| a.as_str() == Some("secretsmanager:GetSecretValue"))
+                    && as_list(get(s, "Resource")).iter().any(|r| reference(r) == Some(secret))
+            });
+            if !granted {
+                problems.push(format!("{id}: reads {name} ({secret}) without secretsmanager:GetSecretValue on it"));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_function_may_read_the_secrets_it_is_given() {
+    let problems = secret_problems(&template());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Environment
 
@@ -670,6 +697,7 @@ Resources:
       Environment:
         Variables:
           NOTIFY_SOMETHING_NEW: x
+          NOTIFY_WS_TOKEN_SECRET_ARN: {Ref: SomeSecret}
       Events:
         Jobs:
           Type: SQS
@@ -690,6 +718,7 @@ Resources:
         queue_problems(&bad),
         event_source_problems(&bad),
         privilege_problems(&bad),
+        secret_problems(&bad),
         environment_problems(&bad),
         alarm_problems(&bad),
         unconsumed_dead_letter_queues(&bad),
@@ -703,6 +732,7 @@ Resources:
         "Worker: a managed policy",
         "Worker/Everything: wildcard action",
         "Worker/Everything: Resource \"*\"",
+        "Worker: reads NOTIFY_WS_TOKEN_SECRET_ARN (SomeSecret) without secretsmanager:GetSecretValue",
         "Worker: sets NOTIFY_SOMETHING_NEW, which no code reads",
         "LonelyQueue: no alarm on the age",
         "Worker: no error-rate alarm",
