@@ -10,11 +10,13 @@ use super::problem::FieldError;
 use super::profile::is_locale_tag;
 
 /// An event that passed envelope validation (its payload is checked against the catalog later).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub event_id: EventId,
     pub event_type: String,
     pub user_id: UserId,
+    /// The event type's data, checked against its JSON Schema (`GET /v1/event-types/{event_type}`).
+    #[schema(value_type = Object)]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,

@@ -7,7 +7,7 @@ use std::fmt;
 use super::channel::{Channel, Priority};
 use super::ids::{EventId, NotificationId, UserId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Routed and queued for its channel's sender.
@@ -66,7 +66,7 @@ pub mod reason {
     pub const BOUNCED: &str = "bounced";
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     pub notification_id: NotificationId,
     pub event_id: EventId,
@@ -113,7 +113,7 @@ pub struct Notification {
 /// The fallback of a failed notification: which channel, and whether the request to route it is
 /// on the events queue yet. `queued: false` means "owed": whoever handles the notification next
 /// queues it (the request is deduplicated, and routing it twice creates nothing new).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FallbackProgress {
     pub channel: Channel,
     pub queued: bool,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::channel::Channel;
 use super::problem::FieldError;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushToken {
     /// `fcm` (Android) or `apns` (iOS).
     pub platform: String,
@@ -16,7 +16,7 @@ pub struct PushToken {
 
 /// `PUT /v1/users/{user_id}`: every field optional; an absent address means the channel is
 /// skipped with `no_address`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,7 +139,7 @@ impl Profile {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// Local wall-clock time `HH:MM` at which quiet hours begin.
@@ -152,7 +152,7 @@ pub struct QuietHours {
 }
 
 /// `PUT /v1/users/{user_id}/preferences`. A channel or category that is not listed is opted in.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     /// `{"sms": false}` opts out of SMS for everything.

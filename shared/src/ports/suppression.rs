@@ -10,7 +10,7 @@ use super::Address;
 use crate::domain::{Channel, NotificationId, Tenant};
 
 /// Why an address is suppressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     /// SES: a permanent bounce.
@@ -34,7 +34,7 @@ impl SuppressionReason {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Suppression {
     /// Whose list it is on: a suppression holds for its tenant's users only.
     #[serde(default = "Tenant::default_tenant", skip_serializing_if = "Tenant::is_default")]
