@@ -11,6 +11,11 @@ use super::profile::is_locale_tag;
 
 /// An event that passed envelope validation (its payload is checked against the catalog later).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "event_id": "evt-order-A-17", "event_type": "order.completed", "user_id": "u-42", "priority": "high",
+    "payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR", "items": [{"name": "Coffee beans", "quantity": 2}]},
+    "occurred_at": "2026-11-22T10:00:00Z"
+}))]
 pub struct Event {
     pub event_id: EventId,
     pub event_type: String,
@@ -25,8 +30,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub send_after: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub occurred_at: Option<Timestamp>,
 }
 

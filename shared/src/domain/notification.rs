@@ -91,9 +91,11 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackProgress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub deliver_after: Option<Timestamp>,
     /// While `sending`: until when the claim holds; after that another sender may take it over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_until: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
@@ -104,9 +106,12 @@ pub struct Notification {
     /// Title (push, websocket) or subject (email) for the in-app inbox; never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<Timestamp>,
 }
 

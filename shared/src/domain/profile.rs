@@ -18,6 +18,11 @@ pub struct PushToken {
 /// skipped with `no_address`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "email": "olena@example.com", "phone": "+380501234567", "locale": "uk", "timezone": "Europe/Kyiv",
+    "push_tokens": [{"platform": "fcm", "token": "fcm-demo-token"}], "telegram_chat_id": "123456789",
+    "whatsapp": "+380501234567", "webhook_url": "https://hooks.example.com/notify"
+}))]
 pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -154,6 +159,10 @@ pub struct QuietHours {
 /// `PUT /v1/users/{user_id}/preferences`. A channel or category that is not listed is opted in.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "channels": {"sms": true}, "categories": {"orders": {"push": false}},
+    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Kyiv"}
+}))]
 pub struct Preferences {
     /// `{"sms": false}` opts out of SMS for everything.
     #[serde(default)]

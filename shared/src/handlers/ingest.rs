@@ -74,6 +74,7 @@ pub struct AcceptedEvent {
     pub status: Acceptance,
     /// The priority in force: the event's own, else its type's default.
     pub priority: crate::domain::Priority,
+    #[schema(value_type = String, format = DateTime)]
     pub accepted_at: Timestamp,
     pub links: Links,
 }

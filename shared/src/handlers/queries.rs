@@ -138,6 +138,7 @@ pub async fn user_notifications(deps: &QueryDeps, tenant: &Tenant, user_id: &str
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WsToken {
     pub token: String,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: jiff::Timestamp,
 }
 
@@ -213,6 +214,10 @@ pub fn event_type(deps: &QueryDeps, name: &str) -> Result<EventTypeView, QueryEr
 /// channels and their fallbacks).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR", "items": [{"name": "Coffee beans", "quantity": 2}]},
+    "locale": "en", "channels": ["email"]
+}))]
 pub struct PreviewRequest {
     /// The event's payload, checked against the type's JSON Schema.
     #[schema(value_type = Object)]

@@ -442,7 +442,7 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
 #[utoipa::path(
     get, path = "/v1/events/{event_id}", tag = "events", operation_id = "get_event",
     summary = "An event and its notifications",
-    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted")),
+    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted", example = "evt-order-A-17")),
     responses(
         (status = 200, description = "The event, its priority in force, and each notification's status", body = queries::EventStatus, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -479,7 +479,7 @@ async fn list_event_types(State(deps): State<Arc<QueryDeps>>) -> Response {
 #[utoipa::path(
     get, path = "/v1/event-types/{event_type}", tag = "event types", operation_id = "get_event_type",
     summary = "One event type, with its payload's JSON Schema",
-    params(("event_type" = String, Path, description = "The event type's name, e.g. `order.completed`")),
+    params(("event_type" = String, Path, description = "The event type's name", example = "order.completed")),
     responses(
         (status = 200, description = "The event type", body = queries::EventTypeView, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -497,7 +497,7 @@ async fn get_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event_typ
 #[utoipa::path(
     post, path = "/v1/event-types/{event_type}/preview", tag = "event types", operation_id = "preview_event_type",
     summary = "Render an event type's messages without sending anything",
-    params(("event_type" = String, Path, description = "The event type's name")),
+    params(("event_type" = String, Path, description = "The event type's name", example = "order.completed")),
     request_body(content = queries::PreviewRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Each channel's message, as it would be sent", body = queries::Preview, content_type = "application/json"),
@@ -524,7 +524,7 @@ async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event
     delete, path = "/v1/events/{event_id}", tag = "events", operation_id = "cancel_event",
     summary = "Cancel an event's notifications that have not started sending",
     description = "Idempotent: `pending` and `scheduled` notifications become `canceled`; the others are listed as they are.",
-    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted")),
+    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted", example = "evt-order-A-17")),
     responses(
         (status = 200, description = "What was canceled, and what was not", body = queries::Cancellation, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -542,7 +542,7 @@ async fn delete_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Ext
 #[utoipa::path(
     get, path = "/v1/users/{user_id}", tag = "recipients", operation_id = "get_profile",
     summary = "A recipient's profile",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them")),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
     responses(
         (status = 200, description = "The profile", body = crate::domain::Profile, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -561,7 +561,7 @@ async fn get_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Exte
 #[utoipa::path(
     put, path = "/v1/users/{user_id}", tag = "recipients", operation_id = "put_profile",
     summary = "Create or replace a recipient's profile",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them")),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
     request_body(content = crate::domain::Profile, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored profile", body = crate::domain::Profile, content_type = "application/json"),
@@ -586,7 +586,7 @@ async fn put_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Exte
 #[utoipa::path(
     get, path = "/v1/users/{user_id}/preferences", tag = "recipients", operation_id = "get_preferences",
     summary = "A recipient's preferences (everything opted in when none are stored)",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them")),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
     responses(
         (status = 200, description = "The preferences", body = crate::domain::Preferences, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -604,7 +604,7 @@ async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): 
 #[utoipa::path(
     put, path = "/v1/users/{user_id}/preferences", tag = "recipients", operation_id = "put_preferences",
     summary = "Replace a recipient's preferences",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them")),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
     request_body(content = crate::domain::Preferences, content_type = "application/json"),
     responses(
         (status = 200, description = "The stored preferences", body = crate::domain::Preferences, content_type = "application/json"),
@@ -660,7 +660,7 @@ fn page_query_problem() -> Response {
 #[utoipa::path(
     get, path = "/v1/users/{user_id}/notifications", tag = "recipients", operation_id = "list_notifications",
     summary = "A recipient's notifications (the inbox), newest first",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them"), PageQuery),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42"), PageQuery),
     responses(
         (status = 200, description = "A page of notifications", body = NotificationPage, content_type = "application/json"),
         (status = 401, response = Unauthorized),
@@ -711,7 +711,7 @@ async fn list_suppressions(State(deps): State<Arc<QueryDeps>>, Extension(tenant)
     summary = "Lift a suppression",
     params(
         ("channel" = crate::domain::Channel, Path, description = "The channel the address is suppressed on"),
-        ("address" = String, Path, description = "The address as on the profile (e-mail addresses in any case)"),
+        ("address" = String, Path, description = "The address as on the profile (e-mail addresses in any case)", example = "olena@example.com"),
     ),
     responses(
         (status = 204, description = "Lifted"),
@@ -731,7 +731,7 @@ async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Extension(tenant
 #[utoipa::path(
     post, path = "/v1/users/{user_id}/ws-token", tag = "recipients", operation_id = "mint_ws_token",
     summary = "A short-lived token for the recipient's WebSocket connection",
-    params(("user_id" = String, Path, description = "The recipient, as the producer names them")),
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
     responses(
         (status = 201, description = "The token and when it expires", body = queries::WsToken, content_type = "application/json"),
         (status = 401, response = Unauthorized),

@@ -81,6 +81,7 @@ pub struct EventRecord {
     /// The priority in force: the event's own, else its type's default.
     pub priority: Priority,
     pub lane: Lane,
+    #[schema(value_type = String, format = DateTime)]
     pub accepted_at: Timestamp,
 }
 

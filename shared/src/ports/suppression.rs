@@ -43,6 +43,7 @@ pub struct Suppression {
     /// As the channel's address is written on a profile; compared by [`suppression_key`].
     pub address: String,
     pub reason: SuppressionReason,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// The notification whose delivery revealed it, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
