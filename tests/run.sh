@@ -117,7 +117,8 @@ PY
 }
 
 # 6. The API fuzzer: the local stack (in-process backend, a known API key, a port of its own
-#    choosing) fuzzed by schemathesis from the OpenAPI document it serves. Bounded (examples per
+#    choosing, 10 events a second per key so that 429s are answered too) fuzzed by schemathesis
+#    from the OpenAPI document it serves. Bounded (examples per
 #    operation, a fixed seed) so it is reproducible and takes a minute or two on two cores.
 fuzz_api() {
   say "building the local stack for the API fuzzer"
@@ -134,7 +135,7 @@ for line in sys.stdin:
   fi
   # A copy of this checkout's binary: the shared target directory's may be rebuilt by another checkout meanwhile.
   cp "$built" "$workdir/local-stack"
-  NOTIFY_API_KEYS=fuzz-key NOTIFY_OUTBOX_DIR=none NOTIFY_BACKEND=memory RUST_LOG=warn \
+  NOTIFY_API_KEYS=fuzz-key NOTIFY_OUTBOX_DIR=none NOTIFY_BACKEND=memory NOTIFY_INGEST_RATE_PER_KEY=10 RUST_LOG=warn \
     "$workdir/local-stack" --addr 127.0.0.1:0 > target/fuzz-stack.log 2>&1 &
   stack_pid=$!
   local url=""
@@ -158,7 +159,7 @@ for line in sys.stdin:
   "$venv/bin/schemathesis" run "$url/openapi.json" \
     --header "Authorization: Bearer fuzz-key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-    --max-examples "${NOTIFY_FUZZ_EXAMPLES:-100}" --seed "${NOTIFY_FUZZ_SEED:-20261201}" \
+    --max-examples "${NOTIFY_FUZZ_EXAMPLES:-300}" --seed "${NOTIFY_FUZZ_SEED:-20261201}" \
     --generation-database none --workers 2 --no-color --warnings off &
   runner_pid=$!
   wait "$runner_pid" || fuzz_status=$?

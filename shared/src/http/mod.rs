@@ -431,10 +431,10 @@ fn public_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// The body of a `PUT`: JSON, within [`READ_LIMIT`], or a problem.
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    let body = body_or_problem(body, READ_LIMIT).map_err(IntoResponse::into_response)?;
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    let body = body_or_problem(body, READ_LIMIT)?;
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Err(Problem::malformed("the body is not JSON").into_response());
+        return Err(Problem::malformed("the body is not JSON"));
     }
     Ok(body)
 }
@@ -512,7 +512,7 @@ async fn get_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event_typ
 async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event_type): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match json_body(body) {
         Ok(b) => b,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     match queries::preview(&deps, &event_type, &body) {
         Ok(preview) => ok_json(&preview),
@@ -575,7 +575,7 @@ async fn get_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Exte
 async fn put_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match json_body(body) {
         Ok(b) => b,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     match queries::put_profile(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
@@ -618,7 +618,7 @@ async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): 
 async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match json_body(body) {
         Ok(b) => b,
-        Err(response) => return response,
+        Err(problem) => return problem.into_response(),
     };
     match queries::put_preferences(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
