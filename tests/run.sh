@@ -20,6 +20,7 @@
 # The emulator's log is target/moto.log; the fuzzed stack's is target/fuzz-stack.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
 venv=.venv
 requirements=(localstack/requirements.txt infra/requirements-lint.txt tests/requirements-fuzz.txt)
@@ -156,11 +157,12 @@ for line in sys.stdin:
   fi
   say "fuzzing $url from $url/openapi.json (schemathesis; log: target/fuzz-stack.log)"
   local fuzz_status=0
-  "$venv/bin/schemathesis" run "$url/openapi.json" \
+  # From the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+  (cd "$workdir" && exec "$root/$venv/bin/schemathesis" run "$url/openapi.json" \
     --header "Authorization: Bearer fuzz-key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --max-examples "${NOTIFY_FUZZ_EXAMPLES:-300}" --seed "${NOTIFY_FUZZ_SEED:-20261201}" \
-    --generation-database none --workers 2 --no-color --warnings off &
+    --generation-database none --workers 2 --no-color --warnings off) &
   runner_pid=$!
   wait "$runner_pid" || fuzz_status=$?
   runner_pid=""
