@@ -2,24 +2,29 @@
 # The whole test suite: cfn-lint on template.yaml, the supply-chain check (cargo-deny, offline),
 # unit tests, each port's contract suite against
 # the in-process and the AWS adapters, end-to-end flows through the local stack on both backends,
-# the offline checks of the SAM template.
+# the offline checks of the SAM template; then a property-based fuzzer (schemathesis) against the
+# local stack, from the OpenAPI document it serves at /openapi.json: any 5xx, or any answer the
+# document does not describe (status, content type, headers, body schema), fails the run.
 #
 # It needs only Rust, Python 3 and git. On first run it installs the pinned AWS emulator (moto, from
-# localstack/requirements.txt) and cfn-lint (infra/requirements-lint.txt) into ./.venv, and
-# cargo-deny into ./.tools; on every run it lints the template, checks the dependencies
-# (tests/supply-chain.sh), starts the emulator on a free
+# localstack/requirements.txt), cfn-lint (infra/requirements-lint.txt) and schemathesis
+# (tests/requirements-fuzz.txt) into ./.venv, and cargo-deny into ./.tools; on every run it
+# lints the template, checks the dependencies (tests/supply-chain.sh), starts the emulator on a free
 # loopback port, runs the tests against it, and stops it again — on success, failure or Ctrl-C.
 #
 # Usage: bash tests/run.sh [extra arguments for cargo nextest run]
 #   bash tests/run.sh                                  # everything
 #   bash tests/run.sh aws::                            # tests whose name contains "aws::"
 #   bash tests/run.sh -E 'binary(contract_store)'      # one test binary
-# The emulator's log is target/moto.log.
+# The fuzzer runs after the tests when no arguments are given; NOTIFY_FUZZ=1 runs it with a
+# filter too, NOTIFY_FUZZ=0 never, NOTIFY_FUZZ=only runs it alone (no emulator, no cargo tests).
+# The emulator's log is target/moto.log; the fuzzed stack's is target/fuzz-stack.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
 venv=.venv
-requirements=(localstack/requirements.txt infra/requirements-lint.txt)
+requirements=(localstack/requirements.txt infra/requirements-lint.txt tests/requirements-fuzz.txt)
 constraints=tests/python-constraints.txt # every package, direct or not, pinned exactly
 stamp="$venv/.requirements.sha256"
 
@@ -35,7 +40,7 @@ sha256() {
 #    index this machine is configured for.
 wanted=$(for r in "${requirements[@]}" "$constraints"; do sha256 "$r"; done)
 if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-  say "installing the AWS emulator and cfn-lint (${requirements[*]}) into $venv"
+  say "installing the AWS emulator, cfn-lint and schemathesis (${requirements[*]}) into $venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c "$constraints" "${requirements[@]/#/-r}"
@@ -75,7 +80,17 @@ stop_emulator() {
   moto_pid=""
 }
 
+# The local stack the fuzzer runs against (see 6.).
+stack_pid=""
+stop_stack() {
+  [[ -n "$stack_pid" ]] || return 0
+  kill -TERM "$stack_pid" 2>/dev/null || true
+  wait "$stack_pid" 2>/dev/null || true
+  stack_pid=""
+}
+
 cleanup() {
+  stop_stack
   stop_emulator
   rm -rf "$workdir"
 }
@@ -110,6 +125,71 @@ except urllib.error.HTTPError:
 PY
   fi
 }
+
+# 6. The API fuzzer: the local stack (in-process backend, a known API key, a port of its own
+#    choosing, 10 events a second per key so that 429s are answered too) fuzzed by schemathesis
+#    from the OpenAPI document it serves. Bounded (examples per
+#    operation, a fixed seed) so it is reproducible and takes a minute or two on two cores.
+fuzz_api() {
+  say "building the local stack for the API fuzzer"
+  local built
+  built=$(cargo build --quiet -p local-stack --bin local-stack --message-format=json-render-diagnostics \
+    | "$venv/bin/python" -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        print(m["executable"])' | tail -n 1)
+  if [[ -z "$built" ]]; then
+    say "could not build the local stack"
+    return 1
+  fi
+  # A copy of this checkout's binary: the shared target directory's may be rebuilt by another checkout meanwhile.
+  cp "$built" "$workdir/local-stack"
+  NOTIFY_API_KEYS=fuzz-key NOTIFY_OUTBOX_DIR=none NOTIFY_BACKEND=memory NOTIFY_INGEST_RATE_PER_KEY=10 RUST_LOG=warn \
+    "$workdir/local-stack" --addr 127.0.0.1:0 > target/fuzz-stack.log 2>&1 &
+  stack_pid=$!
+  local url=""
+  for _ in $(seq 1 300); do # 30 s
+    if ! kill -0 "$stack_pid" 2>/dev/null; then
+      say "the local stack exited at start; its log (target/fuzz-stack.log):"
+      cat target/fuzz-stack.log >&2
+      stack_pid=""
+      return 1
+    fi
+    url=$(sed -n 's/.*local stack: \(http:[^ ]*\).*/\1/p' target/fuzz-stack.log | head -n 1)
+    if [[ -n "$url" ]] && answers_http "$url/health"; then break; fi
+    sleep 0.1
+  done
+  if [[ -z "$url" ]]; then
+    say "the local stack did not start within 30 s; see target/fuzz-stack.log"
+    return 1
+  fi
+  say "fuzzing $url from $url/openapi.json (schemathesis; log: target/fuzz-stack.log)"
+  local fuzz_status=0
+  # From the scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+  (cd "$workdir" && exec "$root/$venv/bin/schemathesis" run "$url/openapi.json" \
+    --header "Authorization: Bearer fuzz-key" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+    --max-examples "${NOTIFY_FUZZ_EXAMPLES:-300}" --seed "${NOTIFY_FUZZ_SEED:-20261201}" \
+    --generation-database none --workers 2 --no-color --warnings off) &
+  runner_pid=$!
+  wait "$runner_pid" || fuzz_status=$?
+  runner_pid=""
+  stop_stack
+  if [[ $fuzz_status -ne 0 ]]; then
+    say "the API fuzzer found answers the OpenAPI document does not allow (above); the stack's log is target/fuzz-stack.log"
+  fi
+  return "$fuzz_status"
+}
+
+fuzz="${NOTIFY_FUZZ:-}"
+if [[ -z "$fuzz" ]]; then
+  if [[ $# -eq 0 ]]; then fuzz=1; else fuzz=0; fi
+fi
+if [[ "$fuzz" == "only" ]]; then
+  fuzz_api
+  exit $?
+fi
 
 # A background job of this (non-interactive) shell ignores Ctrl-C; stop_emulator ends it.
 "$venv/bin/python" localstack/moto_server.py --port-file "$workdir/port" > target/moto.log 2>&1 &
@@ -161,5 +241,10 @@ runner_pid=""
 if ! kill -0 "$moto_pid" 2>/dev/null; then
   say "warning: the emulator exited during the run; see target/moto.log"
   [[ $status -ne 0 ]] || status=1
+fi
+stop_emulator
+
+if [[ "$fuzz" == "1" ]]; then
+  fuzz_api || status=1
 fi
 exit "$status"

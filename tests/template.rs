@@ -1,7 +1,7 @@
 //! Offline checks of `template.yaml` that cfn-lint does not make: every queue has its DLQ,
 //! every SQS event source reports batch item failures, visibility timeouts fit their consumers,
 //! roles name their resources, the environment matches what the code reads, the alarms and the
-//! dashboard cover what they should.
+//! dashboard cover what they should, the HTTP API routes what the OpenAPI document describes.
 //!
 //! Each check is a function returning the problems it found (naming the resource), so the last
 //! test can run them on a template that is wrong on purpose.
@@ -670,6 +670,47 @@ fn the_dashboard_is_infra_dashboard_json_and_uses_the_metrics_the_code_emits() {
     assert!(unknown.is_empty(), "the dashboard shows metrics no code emits: {unknown:?}");
     let unshown: Vec<&&str> = emitted.iter().filter(|m| !used.contains(**m)).collect();
     assert!(unshown.is_empty(), "metrics the dashboard does not show: {unshown:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP API
+
+/// Every `HttpApi` route of the template, as `METHOD /path`.
+fn http_api_routes(t: &Value) -> BTreeSet<String> {
+    let mut routes = BTreeSet::new();
+    for (_, f) in of_type(t, "AWS::Serverless::Function") {
+        let Some(events) = path(f, &["Properties", "Events"]).and_then(Value::as_mapping) else { continue };
+        for (_, e) in events.iter().filter(|(_, e)| string(get(e, "Type")) == Some("HttpApi")) {
+            let method = string(path(e, &["Properties", "Method"])).unwrap_or_default().to_uppercase();
+            routes.insert(format!("{method} {}", string(path(e, &["Properties", "Path"])).unwrap_or_default()));
+        }
+    }
+    routes
+}
+
+/// The deployed API serves exactly what its OpenAPI document describes (shared/src/http/openapi.rs):
+/// every documented operation, `GET /openapi.json` among them, is routed by API Gateway, and every
+/// route API Gateway has is documented.
+#[test]
+fn the_http_api_routes_are_the_openapi_documents_operations() {
+    let doc = serde_json::to_value(shared::http::openapi::document()).unwrap();
+    let documented: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| item.as_object().unwrap().keys().map(move |m| format!("{} {p}", m.to_uppercase())))
+        .collect();
+    // CORS preflights of the browser routes (`/v1/me/...`) are routed but are not operations.
+    let (preflights, routed): (BTreeSet<String>, BTreeSet<String>) = http_api_routes(&template()).into_iter().partition(|r| r.starts_with("OPTIONS "));
+    for preflight in &preflights {
+        let path = preflight.trim_start_matches("OPTIONS ");
+        assert!(path.starts_with("/v1/me/") && documented.iter().any(|op| op.ends_with(&format!(" {path}"))), "a preflight of no browser route: {preflight}");
+    }
+    assert!(routed.contains("GET /openapi.json"), "{routed:?}");
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(unrouted.is_empty(), "documented but not routed by the HttpApi: {unrouted:?}");
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "routed by the HttpApi but not in the OpenAPI document: {undocumented:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,11 +10,18 @@ use super::problem::FieldError;
 use super::profile::is_locale_tag;
 
 /// An event that passed envelope validation (its payload is checked against the catalog later).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "event_id": "evt-order-A-17", "event_type": "order.completed", "user_id": "u-42", "priority": "high",
+    "payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR", "items": [{"name": "Coffee beans", "quantity": 2}]},
+    "occurred_at": "2026-11-22T10:00:00Z"
+}))]
 pub struct Event {
     pub event_id: EventId,
     pub event_type: String,
     pub user_id: UserId,
+    /// The event type's data, checked against its JSON Schema (`GET /v1/event-types/{event_type}`).
+    #[schema(value_type = Object)]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
@@ -23,8 +30,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub send_after: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub occurred_at: Option<Timestamp>,
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use super::channel::{Channel, Priority};
 use super::ids::{EventId, NotificationId, UserId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Routed and queued for its channel's sender.
@@ -68,7 +68,7 @@ pub mod reason {
     pub const USER_ERASED: &str = "user_erased";
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     pub notification_id: NotificationId,
     pub event_id: EventId,
@@ -93,9 +93,11 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackProgress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub deliver_after: Option<Timestamp>,
     /// While `sending`: until when the claim holds; after that another sender may take it over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_until: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
@@ -111,21 +113,27 @@ pub struct Notification {
     pub body: Option<String>,
     /// Inbox state, set by the user (`/v1/me/notifications/...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub seen_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub read_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub archived_at: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<Timestamp>,
 }
 
 /// The fallback of a failed notification: which channel, and whether the request to route it is
 /// on the events queue yet. `queued: false` means "owed": whoever handles the notification next
 /// queues it (the request is deduplicated, and routing it twice creates nothing new).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FallbackProgress {
     pub channel: Channel,
     pub queued: bool,
@@ -187,7 +195,7 @@ pub enum AttemptChange {
 }
 
 /// A change a user makes to a notification in their inbox; each has its undo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InboxMark {
     Seen,

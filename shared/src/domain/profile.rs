@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::channel::Channel;
 use super::problem::FieldError;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushToken {
     /// `fcm` (Android) or `apns` (iOS).
     pub platform: String,
@@ -16,8 +16,13 @@ pub struct PushToken {
 
 /// `PUT /v1/users/{user_id}`: every field optional; an absent address means the channel is
 /// skipped with `no_address`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "email": "olena@example.com", "phone": "+380501234567", "locale": "uk", "timezone": "Europe/Kyiv",
+    "push_tokens": [{"platform": "fcm", "token": "fcm-demo-token"}], "telegram_chat_id": "123456789",
+    "whatsapp": "+380501234567", "webhook_url": "https://hooks.example.com/notify"
+}))]
 pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -145,7 +150,7 @@ impl Profile {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// Local wall-clock time `HH:MM` at which quiet hours begin.
@@ -158,8 +163,12 @@ pub struct QuietHours {
 }
 
 /// `PUT /v1/users/{user_id}/preferences`. A channel or category that is not listed is opted in.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "channels": {"sms": true}, "categories": {"orders": {"push": false}},
+    "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Kyiv"}
+}))]
 pub struct Preferences {
     /// `{"sms": false}` opts out of SMS for everything.
     #[serde(default)]

@@ -20,8 +20,9 @@ pub const SCOPE_SEPARATOR: char = '#';
 
 /// A tenant's name: 1..27 lowercase letters, digits and `-` (27 keeps `tenant#user` within
 /// the 128 characters of an SQS message group id).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
 pub struct Tenant(String);
 
 impl Tenant {

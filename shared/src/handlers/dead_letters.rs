@@ -126,7 +126,7 @@ pub enum DeadLetterError {
 
 /// A dead letter as listed: everything but the job's body (which can hold contact details and
 /// message content).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Listed {
     pub id: String,
     pub queue: String,
@@ -137,7 +137,9 @@ pub struct Listed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     pub reason: DeadLetterReason,
+    #[schema(value_type = String, format = DateTime)]
     pub first_failure_at: jiff::Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     pub last_failure_at: jiff::Timestamp,
     pub attempts: u32,
 }
@@ -231,7 +233,7 @@ pub fn parse_replay(body: &Value) -> Result<ReplayRequest, Vec<FieldError>> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayOutcome {
     /// Queued again.
@@ -245,7 +247,7 @@ pub enum ReplayOutcome {
     NotFound,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ReplayResult {
     pub id: String,
     pub outcome: ReplayOutcome,
@@ -254,7 +256,7 @@ pub struct ReplayResult {
     pub status: Option<Status>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ReplayAnswer {
     pub results: Vec<ReplayResult>,
     /// For a queue: whether it held more than this call took on (call again).

@@ -47,7 +47,7 @@ pub struct ErasureDeps {
 }
 
 /// What an erasure removed: the answer of `DELETE /v1/users/{user_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Erasure {
     pub user_id: UserId,
     /// A profile was deleted.

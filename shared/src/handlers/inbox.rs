@@ -17,7 +17,7 @@ pub const COUNT_WINDOW: usize = 1_000;
 pub const MAX_MARK_IDS: usize = 100;
 
 /// One notification as the inbox shows it: its content and inbox state, nothing internal.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InboxItem {
     pub notification_id: NotificationId,
     pub event_id: crate::domain::EventId,
@@ -27,9 +27,13 @@ pub struct InboxItem {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub seen_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub read_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub archived_at: Option<Timestamp>,
 }
 
@@ -57,7 +61,7 @@ pub fn in_feed(n: &Notification) -> bool {
         && (n.status == Status::Sent || (n.status == Status::Skipped && n.reason.as_deref() == Some(reason::NO_LIVE_CONNECTION)))
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Not archived and not read.
     pub unread: usize,
@@ -66,7 +70,7 @@ pub struct Counts {
 }
 
 /// Which part of the feed to list.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedView {
     /// Everything not archived (the default).
@@ -88,7 +92,7 @@ impl FeedView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Feed {
     pub items: Vec<InboxItem>,
     pub next_cursor: Option<String>,
@@ -140,14 +144,14 @@ pub async fn counts(deps: &QueryDeps, user: &UserId) -> Result<Counts, QueryErro
 }
 
 /// `POST /v1/me/notifications/mark`: `{"ids": [...], "mark": "read"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRequest {
     pub ids: Vec<String>,
     pub mark: InboxMark,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Marked {
     pub mark: InboxMark,
     pub items: Vec<InboxItem>,
@@ -176,7 +180,7 @@ pub async fn mark(deps: &QueryDeps, user: &UserId, body: &[u8]) -> Result<Marked
     Ok(Marked { mark: request.mark, items, not_found, counts })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AllRead {
     pub marked: usize,
     pub counts: Counts,

@@ -1,7 +1,7 @@
 //! `POST /v1/events`: validate, claim the event id, record the event and queue it for routing.
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,31 @@ pub async fn check_rate(deps: &IngestDeps, key_id: &str) -> Option<(Duration, u3
 /// How far ahead `send_after` may be: a scheduled event waits on the `deferred` queue in hops
 /// of 15 minutes, each one paid for.
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// The body of `202 Accepted` (and of its replays): the event as the caller named it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AcceptedEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub status: Acceptance,
+    /// The priority in force: the event's own, else its type's default.
+    pub priority: crate::domain::Priority,
+    #[schema(value_type = String, format = DateTime)]
+    pub accepted_at: Timestamp,
+    pub links: Links,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Acceptance {
+    Accepted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Links {
+    /// Where the event's status is read: `GET /v1/events/{event_id}`.
+    #[serde(rename = "self")]
+    pub self_: String,
+}
 
 /// The answer to a submission; a replay carries the first answer's status and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,15 +243,15 @@ pub async fn submit_event(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Re
     }
 
     // From the record in force, so a repeat of an event answers as its first acceptance did.
-    let body = json!({
-        "event_id": local_event_id,
-        "event_type": record.event.event_type,
-        "status": "accepted",
-        "priority": record.priority,
-        "accepted_at": record.accepted_at,
-        "links": { "self": location },
+    let body = serde_json::to_string(&AcceptedEvent {
+        event_id: local_event_id,
+        event_type: record.event.event_type.clone(),
+        status: Acceptance::Accepted,
+        priority: record.priority,
+        accepted_at: record.accepted_at,
+        links: Links { self_: location.clone() },
     })
-    .to_string();
+    .unwrap_or_default();
     if let Err(e) = deps.idempotency.complete(&key, &hash, StoredResponse { status: 202, body: body.clone() }, expires_at).await {
         // The event is queued; a retry would find the claim in progress until it lapses, and
         // deterministic notification ids keep a second routing from sending anything twice.
@@ -282,6 +307,7 @@ async fn release(deps: &IngestDeps, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::adapters::memory::queue::MemoryQueue;
     use crate::adapters::memory::store::MemoryStore;
     use crate::domain::storable::MAX_PAYLOAD_DEPTH;

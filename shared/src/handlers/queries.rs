@@ -36,7 +36,7 @@ pub enum QueryError {
 }
 
 /// `GET /v1/events/{event_id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventStatus {
     #[serde(flatten)]
     pub record: EventRecord,
@@ -62,7 +62,7 @@ pub async fn event_status(deps: &QueryDeps, tenant: &Tenant, event_id: &str) -> 
 
 /// What `DELETE /v1/events/{event_id}` did: the notifications it canceled now, and the others as
 /// they are (sending, sent, failed, skipped — or canceled before: the call is idempotent).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cancellation {
     pub event_id: EventId,
     pub canceled: Vec<Notification>,
@@ -146,9 +146,11 @@ pub async fn user_notifications(deps: &QueryDeps, tenant: &Tenant, user_id: &str
     Ok(deps.notifications.list_for_user(&user, limit, cursor).await?)
 }
 
-#[derive(Debug, Serialize)]
+/// A short-lived token for `GET /v1/ws?token=…`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WsToken {
     pub token: String,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: jiff::Timestamp,
 }
 
@@ -181,7 +183,7 @@ pub async fn remove_suppression(deps: &QueryDeps, tenant: &Tenant, channel: &str
 // The catalog: `GET /v1/event-types`, `GET /v1/event-types/{type}`, and a render without sending.
 
 /// One event type as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventTypeView {
     pub event_type: String,
     pub description: String,
@@ -196,6 +198,7 @@ pub struct EventTypeView {
     pub locales: Vec<String>,
     /// The payload's JSON Schema (only for one type).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<serde_json::Value>,
 }
 
@@ -224,9 +227,15 @@ pub fn event_type(deps: &QueryDeps, name: &str) -> Result<EventTypeView, QueryEr
 
 /// What to preview: a payload, and optionally the locale and channels (default: the type's
 /// channels and their fallbacks).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "payload": {"order_id": "A-17", "total": "59.90", "currency": "EUR", "items": [{"name": "Coffee beans", "quantity": 2}]},
+    "locale": "en", "channels": ["email"]
+}))]
 pub struct PreviewRequest {
+    /// The event's payload, checked against the type's JSON Schema.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     #[serde(default)]
     pub locale: Option<String>,
@@ -234,7 +243,7 @@ pub struct PreviewRequest {
     pub channels: Option<Vec<Channel>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub event_type: String,
     /// Each channel's message, as it would be sent (nothing is sent).

@@ -2,26 +2,29 @@
 //! `lambda_http`, API Gateway: these functions only translate between HTTP and the handlers.
 
 pub mod privacy;
+pub mod openapi;
 pub mod problem;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::ApiKeys;
 use crate::domain::Tenant;
-use crate::handlers::ingest::{IngestDeps, IngestError, submit_event};
+use crate::handlers::ingest::{AcceptedEvent, IngestDeps, IngestError, submit_event};
 use crate::handlers::queries::{self, QueryDeps, QueryError};
 use crate::metrics::{self, RejectReason};
 pub use privacy::{erasure_routes, unsubscribe_routes};
 pub use problem::Problem;
+use openapi::{BadRequest, Conflict, Invalid, NotFound, RateLimited, TooLarge, Unauthorized, Unavailable};
 
 /// Bodies the API reads at all; `POST /v1/events` has its own, smaller limit and says so in a problem.
 const READ_LIMIT: usize = 1024 * 1024;
@@ -30,6 +33,21 @@ fn json_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// Path parameters, or a problem: a segment that is not UTF-8 once percent-decoded names
+/// nothing, so it is a `404` (axum's own rejection would be a plain-text `400`).
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(Problem::not_found(format!("no such resource: {}", rejection.body_text()))),
+        }
+    }
 }
 
 fn body_or_problem(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Problem> {
@@ -85,10 +103,15 @@ async fn require_api_key_for_events(State(keys): State<Arc<ApiKeys>>, mut reques
 // ---------------------------------------------------------------------------------------------
 // Ingest function: POST /v1/events.
 
+/// The ingest function's routes with their documentation (see [`openapi`]): one `.routes(...)`
+/// line per path, each handler annotated with `#[utoipa::path]`.
+pub(crate) fn ingest_router() -> OpenApiRouter<Arc<IngestDeps>> {
+    OpenApiRouter::new().routes(routes!(post_event)).routes(routes!(post_batch))
+}
+
 pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_event))
-        .route("/v1/events/batch", post(post_batch))
+    let (router, _) = ingest_router().split_for_parts();
+    router
         .layer(DefaultBodyLimit::max(BATCH_LIMIT))
         .with_state(deps)
         .layer(middleware::from_fn_with_state(keys, require_api_key_for_events))
@@ -96,6 +119,24 @@ pub fn ingest_routes(deps: Arc<IngestDeps>, keys: Arc<ApiKeys>) -> Router {
 
 /// Every answer of `POST /v1/events` but a 2xx is a problem, counted in `EventsRejected` by its
 /// reason (the 401 of a missing key is counted by the auth layer before this).
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events", operation_id = "submit_event",
+    summary = "Submit an event",
+    description = "Validates the event against its type's schema, claims its `event_id` (a repeat with the same body is answered as the first acceptance, with `Idempotent-Replayed: true`; with another body it is a `409`) and queues it for routing.",
+    request_body(content = crate::domain::Event, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted (or a replay of the first acceptance)", body = AcceptedEvent, content_type = "application/json",
+            headers(("Location" = String, description = "The event's status: `/v1/events/{event_id}`"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this answers a repeat of an accepted event"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn post_event(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Extension<Tenant>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let key_id = rate_key(&headers);
     if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
@@ -135,10 +176,50 @@ pub const MAX_BATCH_EVENTS: usize = 100;
 /// A batch's body limit: within what API Gateway and Lambda take in one request (6 MB).
 const BATCH_LIMIT: usize = 5 * 1024 * 1024;
 
+/// One event's outcome in a batch: `body` when accepted (or replayed), `problem` when refused.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResult {
+    /// The event's position in the posted array.
+    pub index: usize,
+    /// The status the event would have had if posted alone.
+    pub status: u16,
+    /// The event's `event_id` as posted (null when it had none).
+    #[schema(value_type = Value)]
+    pub event_id: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<AcceptedEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// `POST /v1/events/batch`: one result per posted event, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResults {
+    pub results: Vec<BatchResult>,
+}
+
 /// `POST /v1/events/batch`: up to 100 events, each accepted, replayed or refused on its own,
 /// exactly as if it had been posted alone (idempotency, validation, the key's rate). The answer
 /// is `200` with one result per event, in order: `{"index", "status", "event_id", "location",
 /// "body" | "problem"}`.
+#[utoipa::path(
+    post, path = "/v1/events/batch", tag = "events", operation_id = "submit_events",
+    summary = "Submit up to 100 events",
+    description = "Each event is accepted, replayed or refused on its own, exactly as if it had been posted alone; the answer holds one result per event, in order.",
+    request_body(content = Vec<crate::domain::Event>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One result per event", body = BatchResults, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn post_batch(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Extension<Tenant>, headers: http::HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, BATCH_LIMIT) {
         Ok(b) => b,
@@ -157,28 +238,37 @@ async fn post_batch(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Exte
     let mut results = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
         let event_id = event.get("event_id").cloned().unwrap_or(serde_json::Value::Null);
+        let refused = |problem: Problem| BatchResult {
+            index,
+            status: problem.status,
+            event_id: event_id.clone(),
+            location: None,
+            replayed: None,
+            body: None,
+            problem: Some(problem),
+        };
         if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
-            let problem = rate_limit_problem(wait, rate);
-            results.push(serde_json::json!({"index": index, "status": 429, "event_id": event_id, "problem": problem}));
+            results.push(refused(rate_limit_problem(wait, rate)));
             continue;
         }
         let bytes = serde_json::to_vec(event).unwrap_or_default();
         match submit_event(&deps, &tenant, &bytes).await {
-            Ok(accepted) => {
-                let body: serde_json::Value = serde_json::from_str(&accepted.body).unwrap_or(serde_json::Value::Null);
-                results.push(serde_json::json!({
-                    "index": index, "status": accepted.status, "event_id": event_id, "location": accepted.location,
-                    "replayed": accepted.replayed, "body": body,
-                }));
-            }
+            Ok(accepted) => results.push(BatchResult {
+                index,
+                status: accepted.status,
+                event_id: event_id.clone(),
+                location: Some(accepted.location),
+                replayed: Some(accepted.replayed),
+                body: serde_json::from_str(&accepted.body).ok(),
+                problem: None,
+            }),
             Err(e) => {
                 metrics::event_rejected(e.reject_reason());
-                let problem = ingest_problem(e);
-                results.push(serde_json::json!({"index": index, "status": problem.status, "event_id": event_id, "problem": problem}));
+                results.push(refused(ingest_problem(e)));
             }
         }
     }
-    ok_json(&serde_json::json!({ "results": results }))
+    ok_json(&BatchResults { results })
 }
 
 /// The name of the request's API key its ingest budget is kept under. The key is known good
@@ -249,20 +339,27 @@ mod ingest_problem_tests {
 // ---------------------------------------------------------------------------------------------
 // API function: status, recipients, inbox, WebSocket tokens.
 
+/// The API function's routes with their documentation (see [`openapi`]): one `.routes(...)`
+/// line per path (its methods' handlers together), each handler annotated with `#[utoipa::path]`.
+pub(crate) fn api_router() -> OpenApiRouter<Arc<QueryDeps>> {
+    OpenApiRouter::new()
+        .routes(routes!(get_event, delete_event))
+        .routes(routes!(get_profile, put_profile))
+        .routes(routes!(get_preferences, put_preferences))
+        .routes(routes!(list_notifications))
+        .routes(routes!(post_ws_token))
+        .routes(routes!(list_event_types))
+        .routes(routes!(get_event_type))
+        .routes(routes!(preview_event_type))
+        .routes(routes!(list_suppressions))
+        .routes(routes!(delete_suppression))
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay_dead_letters))
+}
+
 pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
-    Router::new()
-        .route("/v1/events/{event_id}", get(get_event).delete(delete_event))
-        .route("/v1/users/{user_id}", get(get_profile).put(put_profile))
-        .route("/v1/users/{user_id}/preferences", get(get_preferences).put(put_preferences))
-        .route("/v1/users/{user_id}/notifications", get(list_notifications))
-        .route("/v1/users/{user_id}/ws-token", post(post_ws_token))
-        .route("/v1/event-types", get(list_event_types))
-        .route("/v1/event-types/{event_type}", get(get_event_type))
-        .route("/v1/event-types/{event_type}/preview", post(preview_event_type))
-        .route("/v1/suppressions", get(list_suppressions))
-        .route("/v1/suppressions/{channel}/{address}", delete(delete_suppression))
-        .route("/v1/dead-letters", get(list_dead_letters))
-        .route("/v1/dead-letters/replay", post(replay_dead_letters))
+    let (router, _) = api_router().split_for_parts();
+    router
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps.clone())
         .layer(middleware::from_fn_with_state(keys, require_api_key))
@@ -275,12 +372,8 @@ pub fn api_routes(deps: Arc<QueryDeps>, keys: Arc<ApiKeys>) -> Router {
 /// The inbox routes, behind [`require_user_token`] and open to browsers of any origin (the token
 /// travels in `Authorization`, never in a cookie, so another site cannot ride on it).
 pub fn me_routes(deps: Arc<QueryDeps>) -> Router {
-    Router::new()
-        .route("/v1/me/notifications", get(me_feed))
-        .route("/v1/me/notifications/counts", get(me_counts))
-        .route("/v1/me/notifications/mark", post(me_mark))
-        .route("/v1/me/notifications/read-all", post(me_read_all))
-        .route("/v1/me/preferences", get(me_get_preferences).put(me_put_preferences))
+    let (router, _) = me_router().split_for_parts();
+    router
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps.clone())
         .layer(middleware::from_fn_with_state(deps, require_user_token))
@@ -317,15 +410,42 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-#[derive(Deserialize)]
+/// The inbox's routes, documented.
+pub(crate) fn me_router() -> OpenApiRouter<Arc<QueryDeps>> {
+    OpenApiRouter::new()
+        .routes(routes!(me_feed))
+        .routes(routes!(me_counts))
+        .routes(routes!(me_mark))
+        .routes(routes!(me_read_all))
+        .routes(routes!(me_get_preferences, me_put_preferences))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FeedQuery {
+    /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
+    /// `inbox` (default: not archived), `unread`, `archived` or `all`.
     #[serde(default)]
+    #[param(inline)]
     view: crate::handlers::inbox::FeedView,
 }
 
 /// `GET /v1/me/notifications?view=inbox|unread|archived|all&limit=&cursor=`.
+#[utoipa::path(
+    get, path = "/v1/me/notifications", tag = "inbox", operation_id = "my_feed", security(("user_token" = [])),
+    summary = "The user's in-app feed, newest first, with unread and unseen counts",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "A page of the feed", body = crate::handlers::inbox::Feed, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_feed(
     State(deps): State<Arc<QueryDeps>>,
     Extension(user): Extension<crate::domain::UserId>,
@@ -340,6 +460,15 @@ async fn me_feed(
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/me/notifications/counts", tag = "inbox", operation_id = "my_counts", security(("user_token" = [])),
+    summary = "The user's unread and unseen counts",
+    responses(
+        (status = 200, description = "The counts", body = crate::handlers::inbox::Counts, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_counts(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
     match crate::handlers::inbox::counts(&deps, &user).await {
         Ok(counts) => ok_json(&counts),
@@ -347,6 +476,19 @@ async fn me_counts(State(deps): State<Arc<QueryDeps>>, Extension(user): Extensio
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/me/notifications/mark", tag = "inbox", operation_id = "mark_mine", security(("user_token" = [])),
+    summary = "Mark notifications seen, read or archived (or undo each); other tabs are told over the WebSocket",
+    request_body(content = crate::handlers::inbox::MarkRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The marked notifications, the ids that are not the user's, the new counts", body = crate::handlers::inbox::Marked, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_mark(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, READ_LIMIT) {
         Ok(b) => b,
@@ -361,6 +503,15 @@ async fn me_mark(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/me/notifications/read-all", tag = "inbox", operation_id = "read_all_mine", security(("user_token" = [])),
+    summary = "Mark every unread notification of the feed read",
+    responses(
+        (status = 200, description = "How many were marked, and the new counts", body = crate::handlers::inbox::AllRead, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_read_all(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
     match crate::handlers::inbox::mark_all_read(&deps, &user).await {
         Ok(done) => ok_json(&done),
@@ -368,6 +519,15 @@ async fn me_read_all(State(deps): State<Arc<QueryDeps>>, Extension(user): Extens
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/me/preferences", tag = "inbox", operation_id = "my_preferences", security(("user_token" = [])),
+    summary = "The user's own preferences",
+    responses(
+        (status = 200, description = "The preferences (none stored: everything opted in)", body = crate::domain::Preferences, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>) -> Response {
     match queries::preferences_of(&deps, &user).await {
         Ok(p) => ok_json(&p),
@@ -375,6 +535,19 @@ async fn me_get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user):
     }
 }
 
+#[utoipa::path(
+    put, path = "/v1/me/preferences", tag = "inbox", operation_id = "set_my_preferences", security(("user_token" = [])),
+    summary = "Replace the user's own preferences",
+    request_body(content = crate::domain::Preferences, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The preferences stored", body = crate::domain::Preferences, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me_put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body_or_problem(body, READ_LIMIT) {
         Ok(b) => b,
@@ -389,9 +562,45 @@ async fn me_put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user):
     }
 }
 
-/// Routes every deployment serves: liveness, and problem+json for unknown paths.
+/// Routes every deployment serves, without a key: liveness and this API's OpenAPI document.
+pub(crate) fn common_router() -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(openapi_json))
+}
+
+/// Routes every deployment serves: liveness, the OpenAPI document, and problem+json for
+/// unknown paths.
 pub fn common_routes() -> Router {
-    Router::new().route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) })).fallback(not_found)
+    let (router, _) = common_router().split_for_parts();
+    router.fallback(not_found)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+}
+
+#[utoipa::path(
+    get, path = "/health", tag = "meta", operation_id = "health", security(()),
+    summary = "Liveness",
+    responses((status = 200, description = "Serving", body = Health, content_type = "application/json"))
+)]
+async fn health() -> Json<Health> {
+    Json(Health { status: HealthStatus::Ok })
+}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "meta", operation_id = "openapi", security(()),
+    summary = "This API's OpenAPI 3.1 document",
+    responses((status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    json_response(StatusCode::OK, openapi::document_json().to_owned())
 }
 
 async fn not_found() -> Response {
@@ -422,132 +631,332 @@ fn public_json<T: serde::Serialize>(value: &T) -> String {
     json.to_string()
 }
 
-async fn get_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(event_id): Path<String>) -> Response {
+/// The body of a `PUT`: JSON, within [`READ_LIMIT`], or a problem.
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    let body = body_or_problem(body, READ_LIMIT)?;
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return Err(Problem::malformed("the body is not JSON"));
+    }
+    Ok(body)
+}
+
+#[utoipa::path(
+    get, path = "/v1/events/{event_id}", tag = "events", operation_id = "get_event",
+    summary = "An event and its notifications",
+    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted", example = "evt-order-A-17")),
+    responses(
+        (status = 200, description = "The event, its priority in force, and each notification's status", body = queries::EventStatus, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn get_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(event_id): PathParams<String>) -> Response {
     match queries::event_status(&deps, &tenant, &event_id).await {
         Ok(status) => ok_json(&status),
         Err(e) => query_problem(e, "event"),
     }
 }
 
-async fn list_event_types(State(deps): State<Arc<QueryDeps>>) -> Response {
-    ok_json(&serde_json::json!({ "items": queries::event_types(&deps) }))
+/// The catalog's event types.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventTypeList {
+    pub items: Vec<queries::EventTypeView>,
 }
 
-async fn get_event_type(State(deps): State<Arc<QueryDeps>>, Path(event_type): Path<String>) -> Response {
+#[utoipa::path(
+    get, path = "/v1/event-types", tag = "event types", operation_id = "list_event_types",
+    summary = "The catalog's event types",
+    responses(
+        (status = 200, description = "Every event type (without its schema)", body = EventTypeList, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn list_event_types(State(deps): State<Arc<QueryDeps>>) -> Response {
+    ok_json(&EventTypeList { items: queries::event_types(&deps) })
+}
+
+#[utoipa::path(
+    get, path = "/v1/event-types/{event_type}", tag = "event types", operation_id = "get_event_type",
+    summary = "One event type, with its payload's JSON Schema",
+    params(("event_type" = String, Path, description = "The event type's name", example = "order.completed")),
+    responses(
+        (status = 200, description = "The event type", body = queries::EventTypeView, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn get_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event_type): PathParams<String>) -> Response {
     match queries::event_type(&deps, &event_type) {
         Ok(t) => ok_json(&t),
         Err(e) => query_problem(e, "event type"),
     }
 }
 
-async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, Path(event_type): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+#[utoipa::path(
+    post, path = "/v1/event-types/{event_type}/preview", tag = "event types", operation_id = "preview_event_type",
+    summary = "Render an event type's messages without sending anything",
+    params(("event_type" = String, Path, description = "The event type's name", example = "order.completed")),
+    request_body(content = queries::PreviewRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Each channel's message, as it would be sent", body = queries::Preview, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn preview_event_type(State(deps): State<Arc<QueryDeps>>, PathParams(event_type): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match json_body(body) {
         Ok(b) => b,
-        Err(p) => return p.into_response(),
+        Err(problem) => return problem.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match queries::preview(&deps, &event_type, &body) {
         Ok(preview) => ok_json(&preview),
         Err(e) => query_problem(e, "event type"),
     }
 }
 
-async fn delete_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(event_id): Path<String>) -> Response {
+#[utoipa::path(
+    delete, path = "/v1/events/{event_id}", tag = "events", operation_id = "cancel_event",
+    summary = "Cancel an event's notifications that have not started sending",
+    description = "Idempotent: `pending` and `scheduled` notifications become `canceled`; the others are listed as they are.",
+    params(("event_id" = String, Path, description = "The event's `event_id`, as submitted", example = "evt-order-A-17")),
+    responses(
+        (status = 200, description = "What was canceled, and what was not", body = queries::Cancellation, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn delete_event(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(event_id): PathParams<String>) -> Response {
     match queries::cancel_event(&deps, &tenant, &event_id).await {
         Ok(cancellation) => ok_json(&cancellation),
         Err(e) => query_problem(e, "event"),
     }
 }
 
-async fn get_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}", tag = "recipients", operation_id = "get_profile",
+    summary = "A recipient's profile",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    responses(
+        (status = 200, description = "The profile", body = crate::domain::Profile, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn get_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>) -> Response {
     match queries::get_profile(&deps, &tenant, &user_id).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn put_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+#[utoipa::path(
+    put, path = "/v1/users/{user_id}", tag = "recipients", operation_id = "put_profile",
+    summary = "Create or replace a recipient's profile",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    request_body(content = crate::domain::Profile, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored profile", body = crate::domain::Profile, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn put_profile(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match json_body(body) {
         Ok(b) => b,
-        Err(p) => return p.into_response(),
+        Err(problem) => return problem.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match queries::put_profile(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/preferences", tag = "recipients", operation_id = "get_preferences",
+    summary = "A recipient's preferences (everything opted in when none are stored)",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    responses(
+        (status = 200, description = "The preferences", body = crate::domain::Preferences, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>) -> Response {
     match queries::get_preferences(&deps, &tenant, &user_id).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+#[utoipa::path(
+    put, path = "/v1/users/{user_id}/preferences", tag = "recipients", operation_id = "put_preferences",
+    summary = "Replace a recipient's preferences",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    request_body(content = crate::domain::Preferences, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored preferences", body = crate::domain::Preferences, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match json_body(body) {
         Ok(b) => b,
-        Err(p) => return p.into_response(),
+        Err(problem) => return problem.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match queries::put_preferences(&deps, &tenant, &user_id, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
     }
 }
 
-#[derive(Deserialize)]
+/// `?limit=&cursor=` of the listing routes.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Items per page (default 20; at most 100).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// A page of a recipient's notifications, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NotificationPage {
+    pub items: Vec<crate::domain::Notification>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of suppressed addresses, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SuppressionPage {
+    pub items: Vec<crate::ports::Suppression>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+fn page_query_problem() -> Response {
+    Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response()
+}
+
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/notifications", tag = "recipients", operation_id = "list_notifications",
+    summary = "A recipient's notifications (the inbox), newest first",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42"), PageQuery),
+    responses(
+        (status = 200, description = "A page of notifications", body = NotificationPage, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list_notifications(
     State(deps): State<Arc<QueryDeps>>,
     Extension(tenant): Extension<Tenant>,
-    Path(user_id): Path<String>,
+    PathParams(user_id): PathParams<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(page)) = query else {
-        return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
+        return page_query_problem();
     };
     match queries::user_notifications(&deps, &tenant, &user_id, page.limit, page.cursor.as_deref()).await {
-        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Ok(p) => ok_json(&NotificationPage { items: p.items, next_cursor: p.next }),
         Err(e) => query_problem(e, "user"),
     }
 }
 
 /// `GET /v1/suppressions?limit=&cursor=`: `{"items": [...], "next_cursor": ...}`, newest first.
+#[utoipa::path(
+    get, path = "/v1/suppressions", tag = "suppressions", operation_id = "list_suppressions",
+    summary = "Addresses not sent to any more (hard bounces, complaints, opt-outs), newest first",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of suppressions", body = SuppressionPage, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list_suppressions(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let Ok(Query(page)) = query else {
-        return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
+        return page_query_problem();
     };
     match queries::list_suppressions(&deps, &tenant, page.limit, page.cursor.as_deref()).await {
-        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Ok(p) => ok_json(&SuppressionPage { items: p.items, next_cursor: p.next }),
         Err(e) => query_problem(e, "suppression"),
     }
 }
 
 /// `DELETE /v1/suppressions/{channel}/{address}`: `204` lifted, `404` there was none.
-async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path((channel, address)): Path<(String, String)>) -> Response {
+#[utoipa::path(
+    delete, path = "/v1/suppressions/{channel}/{address}", tag = "suppressions", operation_id = "delete_suppression",
+    summary = "Lift a suppression",
+    params(
+        ("channel" = crate::domain::Channel, Path, description = "The channel the address is suppressed on"),
+        ("address" = String, Path, description = "The address as on the profile (e-mail addresses in any case)", example = "olena@example.com"),
+    ),
+    responses(
+        (status = 204, description = "Lifted"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn delete_suppression(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams((channel, address)): PathParams<(String, String)>) -> Response {
     match queries::remove_suppression(&deps, &tenant, &channel, &address).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => query_problem(e, "suppression"),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadLetterQuery {
+    /// Only this dead-letter queue's, e.g. `send-email-fast-dlq.fifo`.
     queue: Option<String>,
+    /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
+}
+
+/// A page of dead letters, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<crate::handlers::dead_letters::Listed>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// What to replay: `ids` (1 to 100), or all of one `queue` (up to `limit`, at most 100, a call).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ReplayBody {
+    ids: Option<Vec<String>>,
+    queue: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
 }
 
 fn dead_letter_problem(e: crate::handlers::dead_letters::DeadLetterError) -> Response {
@@ -567,18 +976,42 @@ fn dead_letter_problem(e: crate::handlers::dead_letters::DeadLetterError) -> Res
 }
 
 /// `GET /v1/dead-letters?queue=&limit=&cursor=`: `{"items": [...], "next_cursor": ...}`, newest first.
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "dead letters", operation_id = "list_dead_letters",
+    summary = "The jobs the pipeline gave up on (the caller's tenant's), newest first",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "A page of dead letters (never the job's content)", body = DeadLetterPage, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn list_dead_letters(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let Ok(Query(page)) = query else {
         return Problem::invalid(vec![crate::domain::FieldError::new("/limit", "must be a whole number from 1 to 100")]).into_response();
     };
     match crate::handlers::dead_letters::list(&deps.dead_letters, &tenant, page.queue.as_deref(), page.limit, page.cursor.as_deref()).await {
-        Ok(p) => ok_json(&serde_json::json!({ "items": p.items, "next_cursor": p.next })),
+        Ok(p) => ok_json(&DeadLetterPage { items: p.items, next_cursor: p.next }),
         Err(e) => dead_letter_problem(e),
     }
 }
 
 /// `POST /v1/dead-letters/replay` with `{"ids": [...]}` or `{"queue": "...", "limit": n}`:
 /// `200 {"results": [{"id", "outcome", "status"?}], "more"?}`.
+#[utoipa::path(
+    post, path = "/v1/dead-letters/replay", tag = "dead letters", operation_id = "replay_dead_letters",
+    summary = "Replay one, a selection or all of one queue, without sending anything twice",
+    request_body(content = ReplayBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One result per dead letter", body = crate::handlers::dead_letters::ReplayAnswer, content_type = "application/json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn replay_dead_letters(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, body: Result<Bytes, BytesRejection>) -> Response {
     use crate::handlers::dead_letters::{self, DeadLetterError};
     let body = match body_or_problem(body, READ_LIMIT) {
@@ -598,7 +1031,18 @@ async fn replay_dead_letters(State(deps): State<Arc<QueryDeps>>, Extension(tenan
     }
 }
 
-async fn post_ws_token(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, Path(user_id): Path<String>) -> Response {
+#[utoipa::path(
+    post, path = "/v1/users/{user_id}/ws-token", tag = "recipients", operation_id = "mint_ws_token",
+    summary = "A short-lived token for the recipient's WebSocket connection",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    responses(
+        (status = 201, description = "The token and when it expires", body = queries::WsToken, content_type = "application/json"),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn post_ws_token(State(deps): State<Arc<QueryDeps>>, Extension(tenant): Extension<Tenant>, PathParams(user_id): PathParams<String>) -> Response {
     match queries::mint_ws_token(&deps, &tenant, &user_id) {
         Ok(t) => json_response(StatusCode::CREATED, serde_json::to_string(&t).unwrap_or_default()),
         Err(e) => query_problem(e, "user"),

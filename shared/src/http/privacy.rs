@@ -2,13 +2,14 @@
 //! alone) and erasure (`DELETE /v1/users/{user_id}`, behind the API key). Both are served by the
 //! api function next to [`super::api_routes`].
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use axum::Router;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Problem;
 use crate::auth::ApiKeys;
@@ -17,20 +18,42 @@ use crate::domain::FieldError;
 use crate::handlers::erasure::{self, ErasureDeps};
 use crate::handlers::unsubscribe::{self, UnsubscribeDeps, UnsubscribeError};
 
+/// The unsubscribe routes, documented.
+pub(crate) fn unsubscribe_router() -> OpenApiRouter<Arc<UnsubscribeDeps>> {
+    OpenApiRouter::new().routes(routes!(get_unsubscribe, post_unsubscribe))
+}
+
+/// The erasure route, documented.
+pub(crate) fn erasure_router() -> OpenApiRouter<Arc<ErasureDeps>> {
+    OpenApiRouter::new().routes(routes!(delete_user))
+}
+
 /// `GET` and `POST /v1/unsubscribe/{token}`, outside the API key: the link is the authorization.
 pub fn unsubscribe_routes(deps: Arc<UnsubscribeDeps>) -> Router {
-    Router::new().route("/v1/unsubscribe/{token}", get(get_unsubscribe).post(post_unsubscribe)).with_state(deps)
+    let (router, _) = unsubscribe_router().split_for_parts();
+    router.with_state(deps)
 }
 
 /// `DELETE /v1/users/{user_id}`, behind the API key.
 pub fn erasure_routes(deps: Arc<ErasureDeps>, keys: Arc<ApiKeys>) -> Router {
-    Router::new()
-        .route("/v1/users/{user_id}", delete(delete_user))
-        .with_state(deps)
-        .layer(middleware::from_fn_with_state(keys, super::require_api_key))
+    let (router, _) = erasure_router().split_for_parts();
+    router.with_state(deps).layer(middleware::from_fn_with_state(keys, super::require_api_key))
 }
 
-async fn delete_user(State(deps): State<Arc<ErasureDeps>>, axum::extract::Extension(tenant): axum::extract::Extension<crate::domain::Tenant>, Path(user_id): Path<String>) -> Response {
+/// `DELETE /v1/users/{user_id}`: erasure.
+#[utoipa::path(
+    delete, path = "/v1/users/{user_id}", tag = "recipients", operation_id = "erase_user",
+    summary = "Erase a user: profile, preferences, connections, suppressions and the content of their notifications",
+    params(("user_id" = String, Path, description = "The recipient, as the producer names them", example = "u-42")),
+    responses(
+        (status = 200, description = "What was erased", body = crate::handlers::erasure::Erasure, content_type = "application/json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Invalid),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+async fn delete_user(State(deps): State<Arc<ErasureDeps>>, axum::extract::Extension(tenant): axum::extract::Extension<crate::domain::Tenant>, super::PathParams(user_id): super::PathParams<String>) -> Response {
     match erasure::erase_user(&deps, &tenant, &user_id).await {
         Ok(erased) => super::ok_json(&erased),
         Err(e) => super::query_problem(e, "user"),
@@ -107,7 +130,17 @@ fn refused(e: UnsubscribeError, headers: &HeaderMap) -> Response {
 
 /// `GET`: says what the link does and offers the button; changes nothing (mail scanners and
 /// link previews fetch it).
-async fn get_unsubscribe(State(deps): State<Arc<UnsubscribeDeps>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    get, path = "/v1/unsubscribe/{token}", tag = "recipients", operation_id = "unsubscribe_page", security(()),
+    summary = "The confirmation page of a one-click unsubscribe link (changes nothing)",
+    params(("token" = String, Path, description = "The signed token of the email's List-Unsubscribe link")),
+    responses(
+        (status = 200, description = "A page with the unsubscribe button", body = String, content_type = "text/html"),
+        (status = 400, description = "Not a valid or an expired link: a page, or a problem when JSON is asked for", body = String, content_type = "text/html"),
+        (status = 503, description = "The settings could not be read", body = String, content_type = "text/html"),
+    )
+)]
+async fn get_unsubscribe(State(deps): State<Arc<UnsubscribeDeps>>, super::PathParams(token): super::PathParams<String>, headers: HeaderMap) -> Response {
     match unsubscribe::inspect(&deps, &token) {
         Ok(Unsubscribe { category, .. }) => {
             let body = format!(
@@ -124,7 +157,17 @@ async fn get_unsubscribe(State(deps): State<Arc<UnsubscribeDeps>>, Path(token): 
 
 /// `POST` (RFC 8058 one-click: the body is `List-Unsubscribe=One-Click`, but any body, or none,
 /// is accepted): opts out, idempotently, and answers with a short page.
-async fn post_unsubscribe(State(deps): State<Arc<UnsubscribeDeps>>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    post, path = "/v1/unsubscribe/{token}", tag = "recipients", operation_id = "unsubscribe", security(()),
+    summary = "RFC 8058 one-click unsubscribe: opts the user out of the link's category by email",
+    params(("token" = String, Path, description = "The signed token of the email's List-Unsubscribe link")),
+    responses(
+        (status = 200, description = "Unsubscribed (idempotent)", body = String, content_type = "text/html"),
+        (status = 400, description = "Not a valid or an expired link: a page, or a problem when JSON is asked for", body = String, content_type = "text/html"),
+        (status = 503, description = "The settings could not be changed; try again", body = String, content_type = "text/html"),
+    )
+)]
+async fn post_unsubscribe(State(deps): State<Arc<UnsubscribeDeps>>, super::PathParams(token): super::PathParams<String>, headers: HeaderMap) -> Response {
     match unsubscribe::unsubscribe(&deps, &token).await {
         Ok(Unsubscribe { category, .. }) => {
             let body = format!("<p>You will no longer receive <strong>{}</strong> emails.</p>", escape(&category));

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use crate::domain::FieldError;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
+    /// A URI naming the kind of problem, e.g. `https://notify.dev/problems/validation`.
     #[serde(rename = "type")]
     pub type_: String,
     pub title: String,
     pub status: u16,
     pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Every failing field (validation problems only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Sent as a `Retry-After` header (whole seconds), not in the body.
     #[serde(skip)]

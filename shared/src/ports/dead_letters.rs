@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{Page, StoreError};
 
 /// Why a job was given up on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterReason {
     /// A send job came back from its dead-letter queue more often than its redrive budget: its

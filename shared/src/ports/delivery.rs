@@ -22,7 +22,7 @@ pub enum Address {
 
 /// A message rendered for its channel: `parts` holds the channel's template parts
 /// (`subject`/`text`/`html` for email, `text` for SMS and chat, `title`/`body` for push and WebSocket).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RenderedMessage {
     pub channel: Channel,
     pub locale: String,

@@ -76,12 +76,13 @@ pub trait IdempotencyStore: Send + Sync {
 // Events and notifications.
 
 /// An accepted event, as `GET /v1/events/{event_id}` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub event: Event,
     /// The priority in force: the event's own, else its type's default.
     pub priority: Priority,
     pub lane: Lane,
+    #[schema(value_type = String, format = DateTime)]
     pub accepted_at: Timestamp,
 }
 

@@ -10,7 +10,7 @@ use super::Address;
 use crate::domain::{Channel, NotificationId, Tenant};
 
 /// Why an address is suppressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     /// SES: a permanent bounce.
@@ -34,7 +34,7 @@ impl SuppressionReason {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Suppression {
     /// Whose list it is on: a suppression holds for its tenant's users only.
     #[serde(default = "Tenant::default_tenant", skip_serializing_if = "Tenant::is_default")]
@@ -43,6 +43,7 @@ pub struct Suppression {
     /// As the channel's address is written on a profile; compared by [`suppression_key`].
     pub address: String,
     pub reason: SuppressionReason,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// The notification whose delivery revealed it, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
