@@ -376,8 +376,8 @@ pub fn me_routes(deps: Arc<QueryDeps>) -> Router {
     router
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps.clone())
-        .layer(middleware::from_fn_with_state(deps, require_user_token))
-        .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn_with_state(deps.clone(), require_user_token))
+        .layer(middleware::from_fn_with_state(deps.cors_origins.clone(), cors))
 }
 
 /// Requires `Authorization: Bearer <user token>` (minted by `POST /v1/users/{user_id}/ws-token`)
@@ -394,16 +394,23 @@ pub async fn require_user_token(State(deps): State<Arc<QueryDeps>>, mut request:
     }
 }
 
-/// CORS for the browser routes: a preflight is answered here; every answer allows any origin
-/// to read it with a bearer token.
-async fn cors(request: Request, next: Next) -> Response {
+/// CORS for the browser routes, for the origins of the allow-list only (`NOTIFY_CORS_ORIGINS`):
+/// a preflight is answered here; an allowed origin's requests get its `Access-Control-Allow-Origin`;
+/// any other origin gets no CORS header, so its pages cannot read the answers.
+async fn cors(State(origins): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+    let allowed = origin.filter(|o| origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
     let mut response = if request.method() == http::Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
     } else {
         next.run(request).await
     };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    let Some(origin) = allowed.and_then(|o| HeaderValue::from_str(&o).ok()) else {
+        return response;
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, PUT, POST, OPTIONS"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
