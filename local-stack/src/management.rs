@@ -20,7 +20,11 @@ pub async fn loopback_or_api_key(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    use axum::extract::FromRequestParts;
+    let (mut parts, body) = request.into_parts();
+    // The peer as the server saw it (or a test's `MockConnectInfo`).
+    let peer = axum::extract::ConnectInfo::<std::net::SocketAddr>::from_request_parts(&mut parts, &()).await.ok();
+    let request = axum::extract::Request::from_parts(parts, body);
     let local = peer.is_some_and(|axum::extract::ConnectInfo(addr)| addr.ip().is_loopback());
     let authorization = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if local || keys.tenant_for(authorization.as_deref(), jiff::Timestamp::now()).await.ok().flatten().is_some() {
