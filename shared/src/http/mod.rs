@@ -497,13 +497,10 @@ async fn me_counts(State(deps): State<Arc<QueryDeps>>, Extension(user): Extensio
     )
 )]
 async fn me_mark(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+    let body = match json_body(body) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match crate::handlers::inbox::mark(&deps, &user, &body).await {
         Ok(marked) => ok_json(&marked),
         Err(e) => query_problem(e, "notification"),
@@ -556,13 +553,10 @@ async fn me_get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user):
     )
 )]
 async fn me_put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+    let body = match json_body(body) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match queries::set_preferences_of(&deps, &user, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
@@ -638,7 +632,7 @@ fn public_json<T: serde::Serialize>(value: &T) -> String {
     json.to_string()
 }
 
-/// The body of a `PUT`: JSON, within [`READ_LIMIT`], or a problem.
+/// A request body: JSON, within [`READ_LIMIT`], or a problem.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     let body = body_or_problem(body, READ_LIMIT)?;
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
