@@ -95,6 +95,7 @@ pub fn event(rng_seed: u64, i: usize) -> Value {
 }
 
 /// `n` events as the bodies a producer posts.
+#[allow(dead_code)]
 pub fn bodies(n: usize, seed: u64) -> Vec<String> {
     (0..n).map(|i| event(seed, i).to_string()).collect()
 }
