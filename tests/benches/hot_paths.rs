@@ -70,12 +70,13 @@ fn validate_render(catalog: &Catalog, body: &[u8]) -> Vec<RenderedMessage> {
         user: json!({"id": event.user_id.as_str(), "locale": null, "timezone": null}),
         event: json!({"event_id": event.event_id.as_str(), "event_type": event.event_type, "occurred_at": event.occurred_at}),
     };
+    let prepared = ctx.prepare();
     let templates = catalog.templates();
     channels
         .into_iter()
         .map(|channel| {
             let locale = templates.resolve_locale(&event.event_type, channel, &locales, &event_type.fallback_locale).expect("templates exist");
-            templates.render(&event.event_type, &locale, channel, &ctx).expect("the mix renders")
+            templates.render_prepared(&event.event_type, &locale, channel, &prepared).expect("the mix renders")
         })
         .collect()
 }
