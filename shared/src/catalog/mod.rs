@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{Channel, FieldError, Priority};
-pub use templates::{RenderContext, RenderError, Templates};
+pub use templates::{PreparedContext, RenderContext, RenderError, Templates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

@@ -24,6 +24,19 @@ pub struct RenderContext<'a> {
     pub event: serde_json::Value,
 }
 
+impl RenderContext<'_> {
+    /// The context converted into template values, once: every part of every channel rendered
+    /// from it shares them (converting the context again for each part was most of the render
+    /// time; issue 11).
+    pub fn prepare(&self) -> PreparedContext {
+        PreparedContext(minijinja::Value::from(minijinja::value::Serde(self)))
+    }
+}
+
+/// A [`RenderContext`] as template values, to render any number of parts and channels from.
+#[derive(Clone, Debug)]
+pub struct PreparedContext(minijinja::Value);
+
 pub struct Templates {
     env: Environment<'static>,
     names: BTreeSet<String>,
@@ -91,6 +104,9 @@ impl Templates {
         candidates.into_iter().find(|c| complete(c))
     }
 
+    /// Renders every part of `channel` (the context converted once for them all; to render
+    /// several channels from one context, [`RenderContext::prepare`] it and call
+    /// [`Templates::render_prepared`]).
     pub fn render(
         &self,
         event_type: &str,
@@ -98,12 +114,23 @@ impl Templates {
         channel: Channel,
         ctx: &RenderContext<'_>,
     ) -> Result<RenderedMessage, RenderError> {
+        self.render_prepared(event_type, locale, channel, &ctx.prepare())
+    }
+
+    /// Renders every part of `channel` from a context converted beforehand.
+    pub fn render_prepared(
+        &self,
+        event_type: &str,
+        locale: &str,
+        channel: Channel,
+        ctx: &PreparedContext,
+    ) -> Result<RenderedMessage, RenderError> {
         let mut parts = BTreeMap::new();
         for part in channel.template_parts() {
             let name = template_name(event_type, locale, channel, part);
             let template = self.env.get_template(&name).map_err(|e| RenderError { template: name.clone(), message: e.to_string() })?;
             let text = template
-                .render(minijinja::value::Serde(ctx))
+                .render(ctx.0.clone())
                 .map_err(|e| RenderError { template: name.clone(), message: describe(&e, template.source()) })?;
             parts.insert((*part).to_owned(), text.trim().to_owned());
         }

@@ -111,6 +111,8 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
     // Templates see the ids as the producer sent them, never the tenant prefix.
     let user_view = json!({ "id": crate::domain::tenant::local_part(event.user_id.as_str()), "locale": profile.locale, "timezone": profile.timezone });
     let event_view = json!({ "event_id": crate::domain::tenant::local_part(event.event_id.as_str()), "event_type": event.event_type, "occurred_at": event.occurred_at });
+    // Converted into template values once for every channel's parts.
+    let template_context = RenderContext { payload: &event.payload, user: user_view, event: event_view }.prepare();
 
     let sender = deps.tenants.get(&crate::domain::Tenant::of(event.user_id.as_str()), now).await.map_err(transient)?;
     let mut routed = Vec::new();
@@ -143,8 +145,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 } else {
                     let locale = deps.catalog.templates().resolve_locale(&event.event_type, channel, &locales, &event_type.fallback_locale);
                     locale.ok_or_else(|| format!("no {channel} templates for {}", event.event_type)).and_then(|locale| {
-                        let ctx = RenderContext { payload: &event.payload, user: user_view.clone(), event: event_view.clone() };
-                        deps.catalog.templates().render(&event.event_type, &locale, channel, &ctx).map_err(|e| e.to_string())
+                        deps.catalog.templates().render_prepared(&event.event_type, &locale, channel, &template_context).map_err(|e| e.to_string())
                     })
                 };
                 match rendered {
