@@ -202,6 +202,7 @@ async fn aws_requests_per_delivered_notification() {
     results.insert("single_channel_batch10".into(), report("Single-channel (email), POST /v1/events/batch of 10", &batched, events, events));
     let three = scenario(&app, &counter, &users, events, &["email", "sms", "websocket"], 1).await;
     results.insert("three_channels".into(), report("Three channels (email, SMS, WebSocket), POST /v1/events", &three, events, events * 3));
+    results.insert("item_bytes".into(), item_sizes(&app).await);
     app.stack.stop().await;
     drop(sockets);
 
@@ -209,4 +210,39 @@ async fn aws_requests_per_delivered_notification() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
     println!("\nwritten to {}", path.display());
+}
+
+/// An attribute value's size as DynamoDB bills it (names and values in UTF-8 bytes, numbers about
+/// one byte per two digits plus one, three bytes of overhead per map or list and one per element).
+fn value_bytes(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) => s.len(),
+        A::N(n) => n.trim_start_matches('-').replace('.', "").len().div_ceil(2) + 1,
+        A::B(b) => b.as_ref().len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value_bytes(v) + 1).sum::<usize>(),
+        A::L(l) => 3 + l.iter().map(|v| value_bytes(v) + 1).sum::<usize>(),
+        A::Ss(ss) => ss.iter().map(String::len).sum(),
+        A::Ns(ns) => ns.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        _ => 0,
+    }
+}
+
+/// The average and largest item of the tables a notification writes, as stored: write request
+/// units are billed per 1 KB of the item (the larger of before and after for an update), read
+/// request units per 4 KB.
+async fn item_sizes(app: &TestApp) -> Value {
+    let tables = app.stack.aws.as_ref().unwrap().tables.clone();
+    let client = aws_sdk_dynamodb::Client::new(&emulator_sdk_config().await);
+    let mut sizes = serde_json::Map::new();
+    println!("\nDynamoDB items as stored (bytes):");
+    for (name, table) in [("events", &tables.events), ("notifications", &tables.notifications), ("users", &tables.users), ("idempotency", &tables.idempotency), ("rate_limits", &tables.rate_limits)] {
+        let items = client.scan().table_name(table).send().await.unwrap().items.unwrap_or_default();
+        let each: Vec<usize> = items.iter().map(|i| i.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()).collect();
+        let (avg, max) = (each.iter().sum::<usize>() as f64 / each.len().max(1) as f64, each.iter().copied().max().unwrap_or(0));
+        println!("  {name:<14} {:>5} items, average {avg:>6.0}, largest {max:>6}", each.len());
+        sizes.insert(name.into(), json!({"items": each.len(), "average": avg, "largest": max}));
+    }
+    Value::Object(sizes)
 }
