@@ -90,6 +90,8 @@ async fn scenario(app: &TestApp, counter: &RequestCounter, users: &[String], eve
     let stats = &app.stack.inspect.poll_stats;
     assert!(app.stack.wait_idle(Duration::from_millis(500), WAIT).await);
     stats.hold(&[""]);
+    // Long polls already under way (1 s) end before the first event is posted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     counter.reset();
     let bodies: Vec<Value> = (0..events)
         .map(|i| {
@@ -112,6 +114,7 @@ async fn scenario(app: &TestApp, counter: &RequestCounter, users: &[String], eve
             }
         })
         .await;
+    eprintln!("ingest: {events} events posted, {} requests", counter.total());
     let ingest = Stage { name: "ingest", requests: counter.snapshot(), batches: 0, records: events };
 
     // Route: the routers take the whole backlog in batches of ten; the send queues wait.
@@ -120,8 +123,14 @@ async fn scenario(app: &TestApp, counter: &RequestCounter, users: &[String], eve
     let before = stats.batches();
     stats.hold(&["send-"]);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while depth(app, "send-").await < jobs {
-        assert!(tokio::time::Instant::now() < deadline, "the routers never queued every send job");
+    // Every event's router sends one batch per send queue it uses.
+    let mut shown = tokio::time::Instant::now();
+    while op(&counter.snapshot(), "SendMessageBatch") < jobs {
+        if shown.elapsed() > Duration::from_secs(10) {
+            eprintln!("route: {} batches, {:?}", stats.batches() - before, counter.snapshot());
+            shown = tokio::time::Instant::now();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the routers never queued every send job: {:?}", counter.snapshot());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(app.stack.wait_idle(Duration::from_millis(500), WAIT).await);
