@@ -60,7 +60,6 @@ async fn a_user_token_reads_and_marks_its_own_feed_and_other_tabs_hear_of_it() {
     // The feed: newest first, paginated, with counts; content, not internals.
     let r = me(&app, &token, reqwest::Method::GET, "/v1/me/notifications?limit=2", None).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
     let page: Value = r.json().await.unwrap();
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.iter().map(|i| i["notification_id"].as_str().unwrap()).collect::<Vec<_>>(), [ids[2].as_str(), ids[1].as_str()]);
@@ -128,10 +127,27 @@ async fn a_user_token_never_reaches_another_users_data_and_keys_do_not_open_the_
     assert_eq!(me(&app, &key, reqwest::Method::GET, "/v1/me/notifications", None).await.status(), 401);
     assert_eq!(me(&app, "forged", reqwest::Method::GET, "/v1/me/notifications", None).await.status(), 401);
     assert_eq!(me(&app, &alice_token, reqwest::Method::GET, &format!("/v1/users/{bob}"), None).await.status(), 401);
-    // A browser's preflight is answered without credentials.
-    let preflight = app.http.request(reqwest::Method::OPTIONS, app.url("/v1/me/notifications")).header("origin", "https://app.example").send().await.unwrap();
-    assert_eq!(preflight.status(), 204);
-    assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_allowed_origins_may_read_the_inbox_from_a_browser() {
+    let config = local_stack::Config { cors_origins: vec!["https://app.example".into()], ..local_stack::Config::for_tests() };
+    let app = notify_tests::spawn_app_with(config).await;
+    let token = app.ws_token("u-1").await;
+    // The preflight is answered without credentials, for the allowed origin only.
+    let preflight = |origin: &'static str| app.http.request(reqwest::Method::OPTIONS, app.url("/v1/me/notifications")).header("origin", origin).send();
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(allowed.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "another origin's page cannot read it");
+    let read = |origin: &'static str| {
+        app.http.get(app.url("/v1/me/notifications")).header("authorization", format!("Bearer {token}")).header("origin", origin).send()
+    };
+    assert_eq!(read("https://app.example").await.unwrap().headers()["access-control-allow-origin"], "https://app.example");
+    assert!(read("https://evil.example").await.unwrap().headers().get("access-control-allow-origin").is_none());
     app.stack.stop().await;
 }
 

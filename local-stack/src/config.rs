@@ -49,6 +49,10 @@ pub struct Args {
     /// Events per second each API key may submit (0: unlimited); over it, 429 with Retry-After.
     #[arg(long, env = "NOTIFY_INGEST_RATE_PER_KEY", default_value_t = 0)]
     pub ingest_rate_per_key: u32,
+    /// Browser origins allowed to call the inbox routes (`/v1/me/...`), comma-separated, e.g.
+    /// http://localhost:3000 (none by default: an explicit allow-list).
+    #[arg(long, env = "NOTIFY_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
     /// The producer's status callback URL: every final status of a notification is POSTed there,
     /// signed with NOTIFY_WEBHOOK_SECRET (a random key when unset).
     #[arg(long, env = "NOTIFY_STATUS_CALLBACK_URL")]
@@ -170,6 +174,8 @@ pub struct Config {
     pub status_callback_url: Option<String>,
     /// `NOTIFY_INGEST_RATE_PER_KEY` (none: unlimited).
     pub ingest_rate_per_key: Option<u32>,
+    /// `NOTIFY_CORS_ORIGINS`, parsed.
+    pub cors_origins: Vec<String>,
     /// `NOTIFY_PROVIDER_RATES`, parsed: messages per second of each channel's first provider.
     pub provider_rates: std::collections::HashMap<shared::domain::Channel, u32>,
 }
@@ -292,6 +298,7 @@ impl Config {
             provider_rates: Default::default(),
             status_callback_url: None,
             ingest_rate_per_key: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -307,6 +314,7 @@ impl Config {
                 ..Default::default()
             },
             status_callback_url: self.status_callback_url.clone(),
+            cors_origins: self.cors_origins.clone(),
             ..shared::wiring::Settings::default()
         }
     }
@@ -377,6 +385,8 @@ impl Config {
             provider_rates,
             status_callback_url: args.status_callback_url.clone(),
             ingest_rate_per_key: (args.ingest_rate_per_key > 0).then_some(args.ingest_rate_per_key),
+            cors_origins: shared::lambda::cors_origins(&shared::config::Env::from_pairs([(shared::config::vars::CORS_ORIGINS, args.cors_origins.as_str())]))
+                .map_err(|e| e.to_string())?,
         })
     }
 }

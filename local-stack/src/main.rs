@@ -10,6 +10,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::from_args(Args::parse()).await.map_err(anyhow::Error::msg)?;
     let generated_key = config.api_keys.is_empty();
+    if let Some(warning) = local_stack::management::exposure_warning(config.addr) {
+        eprintln!("{warning}");
+        tracing::warn!("{warning}");
+    }
     let stack = local_stack::start(config).await?;
     let url = stack.base_url();
     println!();

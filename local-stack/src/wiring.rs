@@ -374,12 +374,17 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
         .merge(shared::http::unsubscribe_routes(unsubscribe))
         .merge(crate::dev::routes(outbox.clone()).layer(axum::middleware::from_fn_with_state(api_keys.clone(), shared::http::require_api_key)))
         .merge(websocket::routes(WsState { deps: ws, poster: connections.clone() }))
-        .merge(crate::management::routes(connections.clone()))
-        .merge(crate::metrics::routes(metrics))
+        // What only this machine (or a holder of an API key) may reach: posting to or closing any
+        // socket, and the counters.
+        .merge(
+            crate::management::routes(connections.clone())
+                .merge(crate::metrics::routes(metrics))
+                .layer(axum::middleware::from_fn_with_state(api_keys.clone(), crate::management::loopback_or_api_key)),
+        )
         .merge(shared::http::common_routes());
     let mut server_shutdown = shutdown_rx.clone();
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = server_shutdown.wait_for(|stop| *stop).await;
             })

@@ -31,6 +31,8 @@ pub mod vars {
     pub const API_KEYS: &str = "NOTIFY_API_KEYS";
     /// The key directory table: every tenant's API keys, hashed, and each tenant's settings.
     pub const API_KEYS_TABLE: &str = "NOTIFY_API_KEYS_TABLE";
+    /// Browser origins allowed to call `/v1/me/...` (CORS), comma-separated.
+    pub const CORS_ORIGINS: &str = "NOTIFY_CORS_ORIGINS";
     /// The user-token signing key itself (local use; on AWS it comes from Secrets Manager).
     pub const WS_TOKEN_SECRET: &str = "NOTIFY_WS_TOKEN_SECRET";
     /// The Secrets Manager secret holding the user-token signing key (at least 32 bytes).
@@ -87,6 +89,7 @@ pub mod vars {
         ("API_KEY_HASHES", API_KEY_HASHES),
         ("API_KEYS", API_KEYS),
         ("API_KEYS_TABLE", API_KEYS_TABLE),
+        ("CORS_ORIGINS", CORS_ORIGINS),
         ("WS_TOKEN_SECRET", WS_TOKEN_SECRET),
         ("WS_TOKEN_SECRET_ARN", WS_TOKEN_SECRET_ARN),
         ("WS_TOKEN_TTL_SECONDS", WS_TOKEN_TTL_SECONDS),

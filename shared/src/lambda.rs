@@ -113,8 +113,25 @@ pub fn settings(env: &Env) -> Result<Settings, StartupError> {
         pipeline_retry: RetryPolicy { max_attempts: RetryPolicy::PIPELINE.max_attempts, ..pipeline_retry },
         status_callback_url: status_callback_url(env)?,
         ingest: IngestSettings { rate_per_key: ingest_rate_per_key(env)?, ..IngestSettings::default() },
+        cors_origins: cors_origins(env)?,
         ..Settings::default()
     })
+}
+
+/// `NOTIFY_CORS_ORIGINS`: comma-separated origins (`https://app.example.com`) whose pages may
+/// call `/v1/me/...`; none when unset. Each must be a scheme and host (and port), nothing more.
+pub fn cors_origins(env: &Env) -> Result<Vec<String>, StartupError> {
+    let raw = env.optional(vars::CORS_ORIGINS).unwrap_or_default();
+    let origins: Vec<String> = raw.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
+    for origin in &origins {
+        let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && !origin.trim_start_matches("https://").trim_start_matches("http://").contains(['/', '*', ' '])
+            && !origin.ends_with("://");
+        if !ok {
+            return Err(ConfigError::Invalid { name: vars::CORS_ORIGINS, reason: format!("{origin:?} is not an origin such as https://app.example.com") }.into());
+        }
+    }
+    Ok(origins)
 }
 
 /// `NOTIFY_INGEST_RATE_PER_KEY`: events per second per API key; unset or 0: unlimited.

@@ -81,6 +81,9 @@ pub struct Settings {
     /// The router's one-click unsubscribe links (`NOTIFY_PUBLIC_BASE_URL` and the key derived
     /// from the user-token secret); none: email goes out without them.
     pub unsubscribe: Option<Arc<crate::auth::UnsubscribeLinks>>,
+    /// The browser origins allowed to call `/v1/me/...` (`NOTIFY_CORS_ORIGINS`): an explicit
+    /// allow-list, none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -92,6 +95,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             status_callback_url: None,
             unsubscribe: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -122,6 +126,7 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
 
 pub fn queries(ports: &Ports, catalog: Arc<Catalog>, tokens: Arc<WsTokens>, poster: Arc<dyn crate::ports::ConnectionPoster>, settings: &Settings) -> QueryDeps {
     QueryDeps {
+        cors_origins: Arc::new(settings.cors_origins.clone()),
         live: Arc::new(crate::handlers::ws::WebSocketFanout { connections: ports.connections.clone(), poster, clock: ports.clock.clone() }),
         catalog,
         callbacks: settings.callbacks(ports),

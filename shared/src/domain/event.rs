@@ -21,7 +21,8 @@ pub struct Event {
     pub event_type: String,
     pub user_id: UserId,
     /// The event type's data, checked against its JSON Schema (`GET /v1/event-types/{event_type}`).
-    #[schema(value_type = Object)]
+    /// Absent or null on submission means `{}`; null when read back after the user was erased.
+    #[schema(value_type = Option<Object>)]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,

@@ -21,6 +21,8 @@ pub struct QueryDeps {
     pub clock: Arc<dyn Clock>,
     /// The user's live WebSockets, told of every inbox change.
     pub live: Arc<super::ws::WebSocketFanout>,
+    /// Browser origins allowed to call the inbox routes (CORS).
+    pub cors_origins: Arc<Vec<String>>,
     /// `GET /v1/dead-letters`, `POST /v1/dead-letters/replay`.
     pub dead_letters: super::dead_letters::DeadLetterApiDeps,
 }

@@ -392,8 +392,8 @@ pub fn me_routes(deps: Arc<QueryDeps>) -> Router {
     router
         .layer(DefaultBodyLimit::max(READ_LIMIT))
         .with_state(deps.clone())
-        .layer(middleware::from_fn_with_state(deps, require_user_token))
-        .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn_with_state(deps.clone(), require_user_token))
+        .layer(middleware::from_fn_with_state(deps.cors_origins.clone(), cors))
 }
 
 /// Requires `Authorization: Bearer <user token>` (minted by `POST /v1/users/{user_id}/ws-token`)
@@ -410,16 +410,23 @@ pub async fn require_user_token(State(deps): State<Arc<QueryDeps>>, mut request:
     }
 }
 
-/// CORS for the browser routes: a preflight is answered here; every answer allows any origin
-/// to read it with a bearer token.
-async fn cors(request: Request, next: Next) -> Response {
+/// CORS for the browser routes, for the origins of the allow-list only (`NOTIFY_CORS_ORIGINS`):
+/// a preflight is answered here; an allowed origin's requests get its `Access-Control-Allow-Origin`;
+/// any other origin gets no CORS header, so its pages cannot read the answers.
+async fn cors(State(origins): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+    let allowed = origin.filter(|o| origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
     let mut response = if request.method() == http::Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
     } else {
         next.run(request).await
     };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    let Some(origin) = allowed.and_then(|o| HeaderValue::from_str(&o).ok()) else {
+        return response;
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, PUT, POST, OPTIONS"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
@@ -506,13 +513,10 @@ async fn me_counts(State(deps): State<Arc<QueryDeps>>, Extension(user): Extensio
     )
 )]
 async fn me_mark(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+    let body = match json_body(body) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match crate::handlers::inbox::mark(&deps, &user, &body).await {
         Ok(marked) => ok_json(&marked),
         Err(e) => query_problem(e, "notification"),
@@ -565,13 +569,10 @@ async fn me_get_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user):
     )
 )]
 async fn me_put_preferences(State(deps): State<Arc<QueryDeps>>, Extension(user): Extension<crate::domain::UserId>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body_or_problem(body, READ_LIMIT) {
+    let body = match json_body(body) {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
-        return Problem::malformed("the body is not JSON").into_response();
-    }
     match queries::set_preferences_of(&deps, &user, &body).await {
         Ok(p) => ok_json(&p),
         Err(e) => query_problem(e, "user"),
@@ -647,7 +648,7 @@ fn public_json<T: serde::Serialize>(value: &T) -> String {
     json.to_string()
 }
 
-/// The body of a `PUT`: JSON, within [`READ_LIMIT`], or a problem.
+/// A request body: JSON, within [`READ_LIMIT`], or a problem.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     let body = body_or_problem(body, READ_LIMIT)?;
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {

@@ -1018,16 +1018,8 @@ impl DynamoStore {
 #[async_trait]
 impl crate::ports::KeyDirectory for DynamoStore {
     async fn find_key(&self, key_hash: &str) -> Result<Option<crate::ports::StoredKey>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.api_keys)
-            .key("pk", s(format!("{KEY_PREFIX}{key_hash}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item.filter(|i| !i.is_empty()).map(key_from).transpose()
+        let item = self.consistent_get(&self.tables.api_keys, "pk", &format!("{KEY_PREFIX}{key_hash}")).await?;
+        item.filter(|i| !i.is_empty()).map(key_from).transpose()
     }
 
     async fn put_key(&self, key: &crate::ports::StoredKey) -> Result<(), StoreError> {
@@ -1065,16 +1057,8 @@ impl crate::ports::KeyDirectory for DynamoStore {
     }
 
     async fn tenant_settings(&self, tenant: &crate::domain::Tenant) -> Result<Option<crate::ports::TenantSettings>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.api_keys)
-            .key("pk", s(format!("{TENANT_PREFIX}{tenant}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item.filter(|i| !i.is_empty()) {
+        let item = self.consistent_get(&self.tables.api_keys, "pk", &format!("{TENANT_PREFIX}{tenant}")).await?;
+        match item.filter(|i| !i.is_empty()) {
             None => Ok(None),
             Some(mut item) => {
                 item.remove("pk");
