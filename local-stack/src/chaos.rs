@@ -64,8 +64,6 @@ impl ChaosOptions {
         config.visibility_timeout = Duration::from_secs(3);
         config.max_receive_count = shared::topology::DEFAULT_MAX_RECEIVE_COUNT;
         config.pollers_per_queue = 4;
-        // A claim left by a request that died lapses in 3 s instead of 30 s.
-        config.in_progress_ttl = Duration::from_secs(3);
         ChaosOptions {
             events,
             users,

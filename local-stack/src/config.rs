@@ -165,9 +165,6 @@ pub struct Config {
     pub retry_max: Duration,
     /// Provider attempts per notification.
     pub retry_max_attempts: u32,
-    /// How long ingest's claim on an `event_id` holds if its request dies (30 s; the chaos run
-    /// compresses it).
-    pub in_progress_ttl: Duration,
     /// Pollers per queue (Lambda's concurrency per event source mapping).
     pub pollers_per_queue: usize,
     pub backend: Backend,
@@ -295,7 +292,6 @@ impl Config {
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_millis(400),
             retry_max_attempts: 3,
-            in_progress_ttl: shared::handlers::ingest::IngestSettings::default().in_progress_ttl,
             pollers_per_queue: 2,
             backend: Backend::Memory,
             providers: HttpProviders::default(),
@@ -314,7 +310,6 @@ impl Config {
             pipeline_retry: RetryPolicy { base: self.retry_base, max: self.retry_max.max(self.retry_base), max_attempts: RetryPolicy::PIPELINE.max_attempts },
             visibility_timeout: self.visibility_timeout,
             ingest: shared::handlers::ingest::IngestSettings {
-                in_progress_ttl: self.in_progress_ttl,
                 rate_per_key: self.ingest_rate_per_key,
                 ..Default::default()
             },
@@ -385,7 +380,6 @@ impl Config {
             retry_base: Duration::from_millis(args.retry_base_ms),
             retry_max: Duration::from_millis(args.retry_max_ms),
             retry_max_attempts: args.retry_max_attempts,
-            in_progress_ttl: shared::handlers::ingest::IngestSettings::default().in_progress_ttl,
             pollers_per_queue: 2,
             providers,
             provider_rates,

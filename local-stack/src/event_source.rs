@@ -57,6 +57,9 @@ pub struct PollStats {
     retries: Arc<AtomicU64>,
     dead_letter_arrivals: Arc<AtomicU64>,
     batches: Arc<AtomicU64>,
+    /// Queue-name prefixes whose pollers wait (a measurement lets a backlog build up, so that
+    /// batches are full as under load).
+    held: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl PollStats {
@@ -68,6 +71,16 @@ impl PollStats {
     /// Messages received for the first time on a dead-letter queue.
     pub fn dead_letter_arrivals(&self) -> u64 {
         self.dead_letter_arrivals.load(Ordering::Relaxed)
+    }
+
+    /// Holds the pollers of every queue whose name starts with one of `prefixes` (replacing
+    /// what was held before; none: every poller runs).
+    pub fn hold(&self, prefixes: &[&str]) {
+        *self.held.write().unwrap_or_else(|e| e.into_inner()) = prefixes.iter().map(|p| (*p).to_owned()).collect();
+    }
+
+    fn is_held(&self, queue: &str) -> bool {
+        self.held.read().unwrap_or_else(|e| e.into_inner()).iter().any(|p| queue.starts_with(p.as_str()))
     }
 
     /// Batches handed to handlers so far.
@@ -94,6 +107,12 @@ async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueRecei
         if *shutdown.borrow() {
             return;
         }
+        if stats.is_held(&queue) {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+            }
+        }
         let received = tokio::select! {
             _ = shutdown.changed() => return,
             r = receiver.receive(&queue, 10, Duration::from_secs(1)) => r,
@@ -117,10 +136,12 @@ async fn poll(queue: String, handler: BatchHandler, receiver: Arc<dyn QueueRecei
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.retries.fetch_add(response.batch_item_failures.len() as u64, Ordering::Relaxed);
         let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-        for m in messages.iter().filter(|m| !failed.contains(m.message_id.as_str())) {
-            if let Err(e) = receiver.delete(&queue, &m.receipt_handle).await {
-                tracing::warn!(queue, error = %e, "delete failed; the message will be seen again");
-            }
+        // One DeleteMessageBatch for the batch's successes, as Lambda's mapping deletes them.
+        let done: Vec<String> = messages.iter().filter(|m| !failed.contains(m.message_id.as_str())).map(|m| m.receipt_handle.clone()).collect();
+        if !done.is_empty()
+            && let Err(e) = receiver.delete_batch(&queue, &done).await
+        {
+            tracing::warn!(queue, error = %e, "delete failed; the messages will be seen again");
         }
     }
 }

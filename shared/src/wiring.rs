@@ -116,7 +116,6 @@ impl Settings {
 pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> IngestDeps {
     IngestDeps {
         catalog,
-        idempotency: ports.idempotency.clone(),
         events: ports.events.clone(),
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),

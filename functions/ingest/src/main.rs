@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // The whole configuration first: a missing variable fails the cold start, by name.
     let env = Env::from_process();
     let directory = lambda::queue_directory(&env)?;
-    let tables = lambda::table_names(&env, &[Table::Idempotency, Table::Events, Table::RateLimits])?;
+    let tables = lambda::table_names(&env, &[Table::Events, Table::RateLimits])?;
     let catalog = lambda::catalog(&env)?;
     let settings = lambda::settings(&env)?;
 

@@ -2,7 +2,6 @@
 
 use jiff::Timestamp;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use crate::domain::{Event, FieldError, Tenant, storable};
 use crate::jobs::{RouteJob, encode};
 use crate::metrics::{self, RejectReason};
 use crate::ports::queue::MAX_MESSAGE_BYTES;
-use crate::ports::{Claim, Clock, EventRecord, EventStore, IdempotencyState, IdempotencyStore, OutgoingMessage, QueueSender, StoredResponse};
+use crate::ports::{Clock, EventRecord, EventStore, OutgoingMessage, QueueSender};
 use crate::topology::events_queue;
 
 #[derive(Clone, Debug)]
@@ -20,10 +19,6 @@ pub struct IngestSettings {
     /// Largest accepted body. An event travels in one SQS message (256 KiB at most) with a
     /// little routing metadata around it, so the default leaves 16 KiB of headroom.
     pub max_body_bytes: usize,
-    /// How long a claim holds if the request dies before completing it.
-    pub in_progress_ttl: Duration,
-    /// How long a repeat of an event id is answered from the stored response.
-    pub idempotency_ttl: Duration,
     /// Events per second each API key may submit, across every instance (none: unlimited).
     pub rate_per_key: Option<u32>,
 }
@@ -32,8 +27,6 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 240 * 1024,
-            in_progress_ttl: Duration::from_secs(30),
-            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             rate_per_key: None,
         }
     }
@@ -41,7 +34,6 @@ impl Default for IngestSettings {
 
 pub struct IngestDeps {
     pub catalog: Arc<Catalog>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
     pub events: Arc<dyn EventStore>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
@@ -124,7 +116,9 @@ pub enum IngestError {
     #[error("event_id was already used for a different event")]
     Conflict,
     /// Another request holds the `event_id`'s claim; it lapses after `retry_after` (whole
-    /// seconds, at least one) if that request dies.
+    /// seconds, at least one) if that request dies. No longer answered by [`submit_event`]: the
+    /// event record is the claim, and a repeat is answered `202` once it has queued the event
+    /// itself. Kept so that the `409 in-progress` problem clients may meet stays described.
     #[error("a request with this event_id is still being processed")]
     InProgress { retry_after: Duration },
     /// A backing service failed: the same request may succeed later.
@@ -148,22 +142,6 @@ impl IngestError {
     }
 }
 
-fn payload_hash(body: &Value) -> String {
-    // serde_json's map is ordered, so this is a canonical form: key order and spacing don't matter.
-    hex::encode(Sha256::digest(serde_json::to_vec(body).unwrap_or_default()))
-}
-
-fn at(now: Timestamp, d: Duration) -> Timestamp {
-    now.checked_add(d).unwrap_or(now)
-}
-
-/// How long until `until`, in whole seconds rounded up, at least one: a `Retry-After`.
-fn wait_until(now: Timestamp, until: Timestamp) -> Duration {
-    let nanos = (until.as_nanosecond() - now.as_nanosecond()).max(0);
-    let seconds = (nanos + 999_999_999) / 1_000_000_000;
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX).max(1))
-}
-
 pub fn location_of(event_id: &str) -> String {
     format!("/v1/events/{event_id}")
 }
@@ -171,6 +149,24 @@ pub fn location_of(event_id: &str) -> String {
 /// Submits one event for `tenant` (the one the caller's API key belongs to): its event id and
 /// user are scoped by the tenant from here on; the answer names them as the caller did.
 pub async fn submit_event(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Result<Accepted, IngestError> {
+    let recorded = record_submission(deps, tenant, body).await?;
+    queue_recorded(deps, std::slice::from_ref(&recorded)).await?;
+    Ok(recorded.accept())
+}
+
+/// An event validated and recorded, its route job not yet queued: [`queue_recorded`] queues it,
+/// then [`Recorded::accept`] answers. `POST /v1/events/batch` records each of its events, then
+/// queues them together (one `SendMessageBatch` per lane for up to ten).
+#[derive(Debug)]
+pub struct Recorded {
+    record: EventRecord,
+    written: bool,
+    local_event_id: String,
+    message: OutgoingMessage,
+}
+
+/// Validates one event and records it, or finds it recorded (a repeat).
+pub async fn record_submission(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Result<Recorded, IngestError> {
     if body.len() > deps.settings.max_body_bytes {
         return Err(IngestError::TooLarge { limit: deps.settings.max_body_bytes });
     }
@@ -193,77 +189,68 @@ pub async fn submit_event(deps: &IngestDeps, tenant: &Tenant, body: &[u8]) -> Re
         return Err(IngestError::Invalid(unstorable));
     }
 
-    let key = event.event_id.as_str().to_owned();
-    let hash = payload_hash(&value);
     let now = deps.clock.now();
-    let expires_at = at(now, deps.settings.idempotency_ttl);
-    let location = location_of(&local_event_id);
-    let claim = deps
-        .idempotency
-        .claim(&key, &hash, now, at(now, deps.settings.in_progress_ttl), expires_at)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "idempotency claim failed");
-            IngestError::Unavailable
-        })?;
-    if let Claim::Existing(record) = claim {
-        if record.payload_hash != hash {
-            return Err(IngestError::Conflict);
-        }
-        return match record.state {
-            IdempotencyState::Completed { response } => {
-                Ok(Accepted { status: response.status, body: response.body, location, replayed: true })
-            }
-            IdempotencyState::InProgress { until } => Err(IngestError::InProgress { retry_after: wait_until(now, until) }),
-        };
-    }
-
     let priority = event.priority.unwrap_or(event_type.priority);
-    let fresh = EventRecord { event: event.clone(), priority, lane: priority.lane(), accepted_at: now };
+    let fresh = EventRecord { event, priority, lane: priority.lane(), accepted_at: now };
     if route_job(&fresh).len() > MAX_MESSAGE_BYTES {
-        release(deps, &key).await;
         return Err(IngestError::TooLarge { limit: deps.settings.max_body_bytes });
     }
-    // The record in force: ours, or the one an earlier request with this event_id wrote (its
-    // idempotency record expired, or it failed after writing).
-    let (record, written) = match record_event(deps, fresh).await {
-        Ok(recorded) => recorded,
-        Err(e) => {
-            release(deps, &key).await;
-            return Err(e);
-        }
-    };
-    // Queued again when the event was recorded before: the earlier request may have failed to
-    // queue it, and routing is idempotent (notification ids derive from event and channel).
-    let message = OutgoingMessage::fifo(route_job(&record), message_group_for(&event.user_id), dedup_id_for(&key));
-    if let Err(error) = deps.queue.send_batch(&events_queue(record.lane), vec![message]).await {
-        tracing::error!(%error, event_id = %key, "could not queue the event");
-        release(deps, &key).await;
-        return Err(IngestError::Unavailable);
-    }
+    // The event record is the idempotency record: one conditional write claims the event id
+    // and records the event. The record in force is ours, or the one an earlier request with
+    // this event_id wrote (a repeat, however old; another body under it is a conflict).
+    let (record, written) = record_event(deps, fresh).await?;
+    // A repeat queues the recorded event again: the earlier request may have failed to queue it
+    // (or may still be about to), and no answer is 202 before the event is on its queue. The
+    // queue drops a copy sent within five minutes (the same dedup id), and routing a copy later
+    // changes nothing (notification ids derive from event and channel; the sender's claim is
+    // conditional).
+    let key = record.event.event_id.as_str();
+    let message = OutgoingMessage::fifo(route_job(&record), message_group_for(&record.event.user_id), dedup_id_for(key));
+    Ok(Recorded { record, written, local_event_id, message })
+}
 
-    // From the record in force, so a repeat of an event answers as its first acceptance did.
-    let body = serde_json::to_string(&AcceptedEvent {
-        event_id: local_event_id,
-        event_type: record.event.event_type.clone(),
-        status: Acceptance::Accepted,
-        priority: record.priority,
-        accepted_at: record.accepted_at,
-        links: Links { self_: location.clone() },
-    })
-    .unwrap_or_default();
-    if let Err(e) = deps.idempotency.complete(&key, &hash, StoredResponse { status: 202, body: body.clone() }, expires_at).await {
-        // The event is queued; a retry would find the claim in progress until it lapses, and
-        // deterministic notification ids keep a second routing from sending anything twice.
-        tracing::warn!(error = %e, event_id = %key, "could not store the idempotent response");
+/// Queues the route jobs of recorded events: one `SendMessageBatch` per lane for every ten, in
+/// the order given (a user's events stay in order). On failure none of them may be answered
+/// `202`; they stay recorded, and a retry of the request queues them.
+pub async fn queue_recorded(deps: &IngestDeps, recorded: &[Recorded]) -> Result<(), IngestError> {
+    for lane in crate::domain::Lane::ALL {
+        let messages: Vec<OutgoingMessage> = recorded.iter().filter(|r| r.record.lane == lane).map(|r| r.message.clone()).collect();
+        if messages.is_empty() {
+            continue;
+        }
+        if let Err(error) = deps.queue.send_batch(&events_queue(lane), messages).await {
+            let ids: Vec<&str> = recorded.iter().filter(|r| r.record.lane == lane).map(|r| r.record.event.event_id.as_str()).collect();
+            tracing::error!(%error, event_ids = ?ids, "could not queue the events");
+            return Err(IngestError::Unavailable);
+        }
     }
-    if written {
-        metrics::event_accepted(record.lane);
-        tracing::info!(event_id = %key, event_type = %event.event_type, priority = record.priority.as_str(), "event accepted");
-    } else {
-        tracing::info!(event_id = %key, "event was already recorded; answered as first accepted");
+    Ok(())
+}
+
+impl Recorded {
+    /// The answer, once the event is queued: from the record in force, so a repeat of an event
+    /// answers as its first acceptance did.
+    pub fn accept(self) -> Accepted {
+        let Recorded { record, written, local_event_id, .. } = self;
+        let location = location_of(&local_event_id);
+        let body = serde_json::to_string(&AcceptedEvent {
+            event_id: local_event_id,
+            event_type: record.event.event_type.clone(),
+            status: Acceptance::Accepted,
+            priority: record.priority,
+            accepted_at: record.accepted_at,
+            links: Links { self_: location.clone() },
+        })
+        .unwrap_or_default();
+        let key = record.event.event_id.as_str();
+        if written {
+            metrics::event_accepted(record.lane);
+            tracing::info!(event_id = %key, event_type = %record.event.event_type, priority = record.priority.as_str(), "event accepted");
+        } else {
+            tracing::info!(event_id = %key, "event was already recorded; answered as first accepted");
+        }
+        Accepted { status: 202, body, location, replayed: !written }
     }
-    Ok(Accepted { status: 202, body, location, replayed: !written })
 }
 
 fn route_job(record: &EventRecord) -> String {
@@ -295,12 +282,6 @@ async fn record_event(deps: &IngestDeps, fresh: EventRecord) -> Result<(EventRec
             tracing::error!(error = %e, %event_id, "could not read the recorded event");
             Err(IngestError::Unavailable)
         }
-    }
-}
-
-async fn release(deps: &IngestDeps, key: &str) {
-    if let Err(e) = deps.idempotency.release(key).await {
-        tracing::warn!(error = %e, event_id = %key, "could not release the idempotency claim; it lapses by itself");
     }
 }
 
@@ -340,9 +321,6 @@ mod tests {
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum Op {
-        Claim,
-        Complete,
-        Release,
         PutEvent,
         GetEvent,
     }
@@ -377,24 +355,6 @@ mod tests {
                 return Err(StoreError::Unavailable(format!("{op:?} is down")));
             }
             Ok(())
-        }
-    }
-
-    #[async_trait]
-    impl IdempotencyStore for Store {
-        async fn claim(&self, key: &str, hash: &str, now: Timestamp, until: Timestamp, expires_at: Timestamp) -> Result<Claim, StoreError> {
-            self.call(Op::Claim)?;
-            self.inner.claim(key, hash, now, until, expires_at).await
-        }
-
-        async fn complete(&self, key: &str, hash: &str, response: StoredResponse, expires_at: Timestamp) -> Result<(), StoreError> {
-            self.call(Op::Complete)?;
-            self.inner.complete(key, hash, response, expires_at).await
-        }
-
-        async fn release(&self, key: &str) -> Result<(), StoreError> {
-            self.call(Op::Release)?;
-            self.inner.release(key).await
         }
     }
 
@@ -460,7 +420,6 @@ mod tests {
         let clock = Arc::new(StepClock(Mutex::new(T0.parse().unwrap())));
         let deps = IngestDeps {
             catalog: catalog(),
-            idempotency: store.clone(),
             events: store.clone(),
             queue: queue.clone(),
             clock: clock.clone(),
@@ -588,7 +547,7 @@ mod tests {
     // Idempotency records.
 
     #[tokio::test]
-    async fn a_repeat_of_a_completed_event_replays_the_first_answer() {
+    async fn a_repeat_replays_the_first_answer_and_queues_the_event_again_under_its_dedup_id() {
         let h = harness();
         let first = h.submit(&order("evt-1")).await.unwrap();
         h.clock.advance(Duration::from_secs(3600));
@@ -597,97 +556,46 @@ mod tests {
                         "user_id": "u-42", "event_type": "order.completed", "event_id": "evt-1" }"#;
         let again = submit_event(&h.deps, &Tenant::default_tenant(), text.as_bytes()).await.unwrap();
         assert_eq!(again, Accepted { replayed: true, ..first });
-        assert_eq!(h.sends(), 1, "a replay queues nothing");
-        assert_eq!(h.store.calls(Op::PutEvent), 1, "a replay records nothing");
+        assert_eq!(h.store.calls(Op::GetEvent), 1, "the recorded event was compared");
+        // Queued again (the first request may not have got that far), and dropped by the queue
+        // as a copy: the same deduplication id.
+        assert_eq!(h.sends(), 2);
+        assert_eq!(h.depth(Lane::Fast).await, 1);
+        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, t0(), "the first acceptance stands");
     }
 
     #[tokio::test]
-    async fn another_body_under_a_live_record_is_a_conflict() {
+    async fn another_body_under_a_recorded_event_is_a_conflict_however_old() {
         let h = harness();
         h.submit(&order("evt-1")).await.unwrap();
         let other = with_payload(order("evt-1"), "total", json!("99.00"));
         assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
-        assert_eq!(h.sends(), 1);
+        h.clock.advance(Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
+        assert_eq!(h.sends(), 1, "the other body is never queued");
         assert_eq!(h.stored("evt-1").await.unwrap().event.payload["total"], "59.90");
     }
 
     #[tokio::test]
-    async fn a_duplicate_while_another_request_holds_the_claim_is_told_when_to_retry() {
+    async fn a_repeat_while_the_first_request_has_not_queued_yet_queues_it_and_is_accepted() {
+        // The first request recorded the event and is still on its way to the queue (or died
+        // before it got there): the repeat queues the event itself before answering.
         let h = harness();
         let body = order("evt-1");
-        let settings = &h.deps.settings;
-        // Another request claimed the id at T0 and is still working.
-        let claim = h
-            .store
-            .inner
-            .claim("evt-1", &payload_hash(&body), t0(), at(t0(), settings.in_progress_ttl), at(t0(), settings.idempotency_ttl))
-            .await
-            .unwrap();
-        assert_eq!(claim, Claim::Acquired);
-
+        let event = Event::parse(&body).unwrap();
+        let record = EventRecord { event, priority: Priority::High, lane: Lane::Fast, accepted_at: t0() };
+        assert!(h.store.inner.put_event(&record).await.unwrap());
         h.clock.advance(Duration::from_millis(12_500));
-        assert_eq!(h.submit(&body).await, Err(IngestError::InProgress { retry_after: Duration::from_secs(18) }));
-        h.clock.advance(Duration::from_millis(17_400));
-        assert_eq!(h.submit(&body).await, Err(IngestError::InProgress { retry_after: Duration::from_secs(1) }));
-        // Another body while the claim is held is a conflict, not a wait.
+        let accepted = h.submit(&body).await.unwrap();
+        assert_eq!((accepted.status, accepted.replayed), (202, true));
+        assert_eq!(answer(&accepted)["accepted_at"], T0, "the first acceptance's time");
+        let jobs = h.take_jobs(Lane::Fast).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].accepted_at, t0());
+        // Another body meanwhile is a conflict, and queues nothing.
         let other = with_payload(order("evt-1"), "total", json!("1.00"));
         assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
-        assert_eq!(h.store.calls(Op::PutEvent), 0);
-        assert_eq!(h.depth(Lane::Fast).await, 0);
-    }
-
-    #[tokio::test]
-    async fn a_lapsed_claim_is_acquired_again() {
-        let h = harness();
-        let body = order("evt-1");
-        let settings = &h.deps.settings;
-        h.store
-            .inner
-            .claim("evt-1", &payload_hash(&body), t0(), at(t0(), settings.in_progress_ttl), at(t0(), settings.idempotency_ttl))
-            .await
-            .unwrap();
-        // The holder died: its claim lapses at T0 + in_progress_ttl.
-        h.clock.advance(settings.in_progress_ttl);
-        assert_eq!(h.depth(Lane::Fast).await, 0);
-        let accepted = h.submit(&body).await.unwrap();
-        assert_eq!((accepted.status, accepted.replayed), (202, false));
-        assert_eq!(h.depth(Lane::Fast).await, 1);
-        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, at(t0(), settings.in_progress_ttl));
-    }
-
-    #[tokio::test]
-    async fn after_the_idempotency_record_expires_the_same_body_gets_the_first_answer() {
-        let h = harness();
-        let first = h.submit(&order("evt-1")).await.unwrap();
-        h.clock.advance(h.deps.settings.idempotency_ttl + Duration::from_secs(1));
-
-        let again = h.submit(&order("evt-1")).await.unwrap();
-        assert_eq!((again.status, &again.body, &again.location), (202, &first.body, &first.location));
-        assert!(again.replayed);
-        assert_eq!(answer(&again)["accepted_at"], T0, "the first acceptance's time, not now");
-        assert_eq!(h.store.calls(Op::GetEvent), 1, "the recorded event was compared");
-        assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, t0());
-        // The idempotency record is complete again, with the first answer.
-        let puts = h.store.calls(Op::PutEvent);
-        assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
-        assert_eq!(h.store.calls(Op::PutEvent), puts);
-    }
-
-    #[tokio::test]
-    async fn after_the_idempotency_record_expires_another_body_is_still_a_conflict() {
-        let h = harness();
-        let first = h.submit(&order("evt-1")).await.unwrap();
-        h.take_jobs(Lane::Fast).await;
-        h.clock.advance(h.deps.settings.idempotency_ttl + Duration::from_secs(1));
-
-        let other = with_payload(order("evt-1"), "total", json!("99.00"));
-        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
-        assert_eq!(h.sends(), 1, "the other body is not queued");
-        assert_eq!(h.stored("evt-1").await.unwrap().event.payload["total"], "59.90");
-        // The claim was released: the other body conflicts again rather than waiting, and the
-        // first body is answered as before.
-        assert_eq!(h.submit(&other).await, Err(IngestError::Conflict));
-        assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
+        assert_eq!(h.sends(), 1);
     }
 
     #[tokio::test]
@@ -702,7 +610,7 @@ mod tests {
         let store = MemoryStore::new();
         store.put_event(&record).await.unwrap();
         let h2 = Harness { deps: IngestDeps { events: Arc::new(store), ..h.deps }, ..h };
-        h2.clock.advance(h2.deps.settings.idempotency_ttl);
+        h2.clock.advance(Duration::from_secs(3600));
         assert_eq!(h2.submit(&body).await.unwrap().body, first.body);
     }
 
@@ -710,23 +618,12 @@ mod tests {
     // Outages.
 
     #[tokio::test]
-    async fn a_failed_claim_is_unavailable_and_touches_nothing_else() {
-        let h = harness();
-        h.store.fail(Op::Claim);
-        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        assert_eq!(h.store.calls(Op::Claim), 1);
-        assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
-    }
-
-    #[tokio::test]
-    async fn a_failed_event_write_is_unavailable_and_releases_the_claim() {
+    async fn a_failed_event_write_is_unavailable_and_queues_nothing() {
         let h = harness();
         h.store.fail(Op::PutEvent);
         assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        assert_eq!(h.store.calls(Op::Release), 1);
         assert_eq!((h.sends(), h.stored("evt-1").await), (0, None));
 
-        // Without the release the retry would find the claim in progress (the clock stands still).
         h.store.heal();
         let accepted = h.submit(&order("evt-1")).await.unwrap();
         assert_eq!((accepted.status, accepted.replayed), (202, false));
@@ -734,24 +631,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_claim_that_cannot_be_released_lapses_by_itself() {
-        let h = harness();
-        h.store.fail(Op::PutEvent);
-        h.store.fail(Op::Release);
-        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        h.store.heal();
-        let ttl = h.deps.settings.in_progress_ttl;
-        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::InProgress { retry_after: ttl }));
-        h.clock.advance(ttl);
-        assert_eq!(h.submit(&order("evt-1")).await.unwrap().status, 202);
-    }
-
-    #[tokio::test]
-    async fn a_failed_send_is_unavailable_releases_the_claim_and_the_retry_queues_the_recorded_event() {
+    async fn a_failed_send_is_unavailable_and_the_retry_queues_the_recorded_event() {
         let h = harness();
         h.queue.down.store(true, Ordering::SeqCst);
         assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        assert_eq!(h.store.calls(Op::Release), 1);
         assert_eq!(h.depth(Lane::Fast).await, 0);
         assert_eq!(h.stored("evt-1").await.unwrap().accepted_at, t0(), "recorded before the send failed");
 
@@ -765,39 +648,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_read_of_the_recorded_event_is_unavailable_and_releases_the_claim() {
+    async fn a_failed_read_of_the_recorded_event_is_unavailable() {
         let h = harness();
         let first = h.submit(&order("evt-1")).await.unwrap();
-        h.clock.advance(h.deps.settings.idempotency_ttl);
         h.store.fail(Op::GetEvent);
         assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        assert_eq!(h.store.calls(Op::Release), 1);
+        assert_eq!(h.sends(), 1, "nothing queued without the comparison");
         h.store.heal();
         assert_eq!(h.submit(&order("evt-1")).await.unwrap().body, first.body);
     }
 
     #[tokio::test]
-    async fn an_event_gone_between_write_and_read_is_unavailable_and_releases_the_claim() {
+    async fn an_event_gone_between_write_and_read_is_unavailable() {
         let h = harness();
         h.store.vanishing.store(true, Ordering::SeqCst);
         assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::Unavailable));
-        assert_eq!((h.store.calls(Op::GetEvent), h.store.calls(Op::Release), h.sends()), (1, 1, 0));
+        assert_eq!((h.store.calls(Op::GetEvent), h.sends()), (1, 0));
         h.store.vanishing.store(false, Ordering::SeqCst);
-        assert_eq!(h.submit(&order("evt-1")).await.unwrap().replayed, false);
+        assert!(!h.submit(&order("evt-1")).await.unwrap().replayed);
         assert_eq!(h.depth(Lane::Fast).await, 1);
-    }
-
-    #[tokio::test]
-    async fn a_failed_completion_still_answers_202_and_the_claim_holds_until_it_lapses() {
-        let h = harness();
-        h.store.fail(Op::Complete);
-        let accepted = h.submit(&order("evt-1")).await.unwrap();
-        assert_eq!((accepted.status, accepted.replayed), (202, false));
-        assert_eq!((h.store.calls(Op::Complete), h.store.calls(Op::Release)), (1, 0));
-        assert_eq!(h.depth(Lane::Fast).await, 1);
-        h.store.heal();
-        let ttl = h.deps.settings.in_progress_ttl;
-        assert_eq!(h.submit(&order("evt-1")).await, Err(IngestError::InProgress { retry_after: ttl }));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -826,7 +695,7 @@ mod tests {
         let too_deep = format!("/payload/deep{}", "/n".repeat(MAX_PAYLOAD_DEPTH - 1));
         assert_eq!(paths, vec!["/payload/big", "/payload/tiny", too_deep.as_str(), "/payload/a~1b/1", "/payload/na\u{FFFF}me"]);
         assert_eq!(IngestError::Invalid(errors).reject_reason(), RejectReason::InvalidEvent);
-        assert_eq!((h.store.calls(Op::Claim), h.sends()), (0, 0));
+        assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
 
         // The escaped form is the same character.
         let escaped = r#"{"event_id": "evt-2", "event_type": "user.registered", "user_id": "u-7", "payload": {"name": "Ada\uffff"}}"#;
@@ -859,7 +728,7 @@ mod tests {
             panic!()
         };
         assert_eq!(errors[0].path, "/payload/currency");
-        assert_eq!((h.store.calls(Op::Claim), h.sends()), (0, 0));
+        assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
     }
 
     #[tokio::test]
@@ -868,20 +737,8 @@ mod tests {
         let h = harness_with(IngestSettings { max_body_bytes: 2 * MAX_MESSAGE_BYTES, ..IngestSettings::default() });
         let huge = with_payload(order("evt-1"), "note", json!("x".repeat(MAX_MESSAGE_BYTES)));
         assert_eq!(h.submit(&huge).await, Err(IngestError::TooLarge { limit: 2 * MAX_MESSAGE_BYTES }));
-        assert_eq!((h.store.calls(Op::Claim), h.store.calls(Op::Release)), (1, 1));
         assert_eq!((h.store.calls(Op::PutEvent), h.sends()), (0, 0));
         assert_eq!(h.submit(&order("evt-1")).await.unwrap().status, 202);
-    }
-
-    #[test]
-    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
-        let now = t0();
-        let later = |ms: i64| now.checked_add(jiff::SignedDuration::from_millis(ms)).unwrap();
-        assert_eq!(wait_until(now, later(30_000)), Duration::from_secs(30));
-        assert_eq!(wait_until(now, later(29_001)), Duration::from_secs(30));
-        assert_eq!(wait_until(now, later(1)), Duration::from_secs(1));
-        assert_eq!(wait_until(now, later(0)), Duration::from_secs(1));
-        assert_eq!(wait_until(now, later(-5_000)), Duration::from_secs(1));
     }
 
     #[tokio::test]

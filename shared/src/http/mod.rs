@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::auth::ApiKeys;
 use crate::domain::Tenant;
-use crate::handlers::ingest::{AcceptedEvent, IngestDeps, IngestError, submit_event};
+use crate::handlers::ingest::{AcceptedEvent, IngestDeps, IngestError, queue_recorded, record_submission, submit_event};
 use crate::handlers::queries::{self, QueryDeps, QueryError};
 use crate::metrics::{self, RejectReason};
 pub use privacy::{erasure_routes, unsubscribe_routes};
@@ -235,40 +235,56 @@ async fn post_batch(State(deps): State<Arc<IngestDeps>>, Extension(tenant): Exte
         return Problem::invalid(vec![crate::domain::FieldError::new("", message)]).into_response();
     }
     let key_id = rate_key(&headers);
-    let mut results = Vec::with_capacity(events.len());
+    // Each event is validated and recorded on its own; the recorded ones are then queued
+    // together (one SendMessageBatch per lane for every ten) and answered once queued.
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(events.len());
+    let mut recorded = Vec::new();
     for (index, event) in events.iter().enumerate() {
         let event_id = event.get("event_id").cloned().unwrap_or(serde_json::Value::Null);
-        let refused = |problem: Problem| BatchResult {
-            index,
-            status: problem.status,
-            event_id: event_id.clone(),
-            location: None,
-            replayed: None,
-            body: None,
-            problem: Some(problem),
-        };
         if let Some((wait, rate)) = crate::handlers::ingest::check_rate(&deps, &key_id).await {
-            results.push(refused(rate_limit_problem(wait, rate)));
+            results.push(Some(refused_in_batch(index, event_id, rate_limit_problem(wait, rate))));
             continue;
         }
         let bytes = serde_json::to_vec(event).unwrap_or_default();
-        match submit_event(&deps, &tenant, &bytes).await {
-            Ok(accepted) => results.push(BatchResult {
-                index,
-                status: accepted.status,
-                event_id: event_id.clone(),
-                location: Some(accepted.location),
-                replayed: Some(accepted.replayed),
-                body: serde_json::from_str(&accepted.body).ok(),
-                problem: None,
-            }),
+        match record_submission(&deps, &tenant, &bytes).await {
+            Ok(r) => {
+                results.push(None);
+                recorded.push((index, event_id, r));
+            }
             Err(e) => {
                 metrics::event_rejected(e.reject_reason());
-                results.push(refused(ingest_problem(e)));
+                results.push(Some(refused_in_batch(index, event_id, ingest_problem(e))));
             }
         }
     }
+    let (positions, recorded): (Vec<(usize, serde_json::Value)>, Vec<_>) = recorded.into_iter().map(|(i, id, r)| ((i, id), r)).unzip();
+    let queued = queue_recorded(&deps, &recorded).await;
+    for ((index, event_id), r) in positions.into_iter().zip(recorded) {
+        results[index] = Some(match &queued {
+            Ok(()) => {
+                let accepted = r.accept();
+                BatchResult {
+                    index,
+                    status: accepted.status,
+                    event_id,
+                    location: Some(accepted.location),
+                    replayed: Some(accepted.replayed),
+                    body: serde_json::from_str(&accepted.body).ok(),
+                    problem: None,
+                }
+            }
+            Err(_) => {
+                metrics::event_rejected(IngestError::Unavailable.reject_reason());
+                refused_in_batch(index, event_id, ingest_problem(IngestError::Unavailable))
+            }
+        });
+    }
+    let results: Vec<BatchResult> = results.into_iter().flatten().collect();
     ok_json(&BatchResults { results })
+}
+
+fn refused_in_batch(index: usize, event_id: serde_json::Value, problem: Problem) -> BatchResult {
+    BatchResult { index, status: problem.status, event_id, location: None, replayed: None, body: None, problem: Some(problem) }
 }
 
 /// The name of the request's API key its ingest budget is kept under. The key is known good

@@ -95,6 +95,18 @@ pub trait QueueReceiver: Send + Sync {
 
     async fn delete(&self, queue: &str, receipt_handle: &str) -> Result<(), QueueError>;
 
+    /// Deletes up to [`MAX_BATCH`] received messages in one request where the adapter can (SQS
+    /// `DeleteMessageBatch`, as Lambda's event source mappings do); one by one otherwise.
+    async fn delete_batch(&self, queue: &str, receipt_handles: &[String]) -> Result<(), QueueError> {
+        let mut failed = None;
+        for handle in receipt_handles {
+            if let Err(e) = self.delete(queue, handle).await {
+                failed = Some(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Visible messages (ApproximateNumberOfMessages), for tests and the dashboard.
     async fn depth(&self, queue: &str) -> Result<usize, QueueError>;
 }

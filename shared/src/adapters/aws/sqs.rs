@@ -210,6 +210,30 @@ impl QueueReceiver for SqsQueue {
         }
     }
 
+    /// One `DeleteMessageBatch` per ten handles, as Lambda's event source mappings delete.
+    async fn delete_batch(&self, queue: &str, receipt_handles: &[String]) -> Result<(), QueueError> {
+        let url = self.directory.url(queue)?;
+        for chunk in receipt_handles.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .map_err(|e| QueueError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self.client.delete_message_batch().queue_url(url).set_entries(Some(entries)).send().await.map_err(service_error)?;
+            // A stale receipt (the message was deleted or received again) leaves nothing to do.
+            if let Some(failed) = out.failed().iter().find(|f| f.code() != "ReceiptHandleIsInvalid") {
+                return Err(QueueError::Unavailable(format!("{}: {}", failed.code(), failed.message().unwrap_or_default())));
+            }
+        }
+        Ok(())
+    }
+
     async fn depth(&self, queue: &str) -> Result<usize, QueueError> {
         let out = self
             .client
