@@ -103,6 +103,15 @@ fn is_condition_failure<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::Sd
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's answer: `true` written, `false` its condition did not hold.
+fn conditional_write<T, E: ProvideErrorMetadata>(result: Result<T, aws_sdk_dynamodb::error::SdkError<E>>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -244,11 +253,7 @@ impl EventStore for DynamoStore {
             .condition_expression("attribute_not_exists(event_id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(result)
     }
 
     async fn get_event(&self, event_id: &EventId) -> Result<Option<EventRecord>, StoreError> {
@@ -280,11 +285,7 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":r", to_av(&record)?)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(result)
     }
 }
 
@@ -458,11 +459,7 @@ impl NotificationStore for DynamoStore {
             .condition_expression("attribute_not_exists(notification_id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(result)
     }
 
     async fn get(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError> {
@@ -604,11 +601,7 @@ impl NotificationStore for DynamoStore {
             .condition_expression("attribute_exists(title) OR attribute_exists(last_error) OR attribute_exists(body)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(result)
     }
 }
 

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use std::collections::HashMap;
 
-use super::{DynamoStore, Item, NEWEST_INDEX, RETENTION_SECONDS, get_s, is_condition_failure, n, s, to_av, unavailable};
+use super::{DynamoStore, Item, NEWEST_INDEX, RETENTION_SECONDS, conditional_write, get_s, n, s, to_av, unavailable};
 use crate::ports::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::ports::{Page, StoreError};
 
@@ -169,11 +169,7 @@ impl DeadLetterStore for DynamoStore {
             .expression_attribute_values(":at", to_av(&last_failure_at)?)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(result)
     }
 }
 
