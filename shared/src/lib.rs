@@ -21,4 +21,5 @@ pub mod routing;
 pub mod secrets;
 pub mod telemetry;
 pub mod topology;
+pub mod ttl_cache;
 pub mod wiring;

@@ -3,12 +3,12 @@
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::Tenant;
 use crate::ports::{KeyDirectory, StoreError};
+use crate::ttl_cache::TtlCache;
 
 /// How long an answer of the key directory is trusted: a revoked key stops working within this.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -22,7 +22,7 @@ const CACHE_CAPACITY: usize = 10_000;
 pub struct ApiKeys {
     configured: Vec<([u8; 32], Tenant)>,
     directory: Option<Arc<dyn KeyDirectory>>,
-    cache: Mutex<HashMap<[u8; 32], (Option<Tenant>, Timestamp)>>,
+    cache: TtlCache<[u8; 32], Option<Tenant>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -82,7 +82,7 @@ impl ApiKeys {
             let arr: [u8; 32] = bytes.try_into().map_err(|_| format!("API key hash #{} is not a SHA-256 (64 hex digits)", i + 1))?;
             configured.push((arr, tenant));
         }
-        Ok(Self { configured, directory: None, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { configured, directory: None, cache: TtlCache::new(CACHE_CAPACITY) })
     }
 
     /// Also accepts the active keys of the key directory.
@@ -125,19 +125,13 @@ impl ApiKeys {
             return Ok(None);
         };
         let hash = hash_key(key);
-        if let Some((answer, until)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
-            if now < *until {
-                return Ok(answer.clone());
-            }
+        if let Some(answer) = self.cache.get(&hash, now) {
+            return Ok(answer);
         }
         let found = directory.find_key(&hex::encode(hash)).await?;
         let answer = found.filter(|k| k.is_active()).map(|k| k.tenant);
         let ttl = if answer.is_some() { KEY_CACHE_TTL } else { UNKNOWN_KEY_CACHE_TTL };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(hash, (answer.clone(), now.checked_add(ttl).unwrap_or(now)));
+        self.cache.put(hash, answer.clone(), now.checked_add(ttl).unwrap_or(now));
         Ok(answer)
     }
 }

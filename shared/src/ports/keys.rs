@@ -66,12 +66,13 @@ pub const TENANT_SETTINGS_TTL: std::time::Duration = std::time::Duration::from_s
 /// Tenants' settings behind a short cache: one read per tenant a minute, not one per event.
 pub struct TenantSettingsCache {
     directory: std::sync::Arc<dyn KeyDirectory>,
-    cache: std::sync::Mutex<std::collections::HashMap<Tenant, (Option<TenantSettings>, Timestamp)>>,
+    cache: crate::ttl_cache::TtlCache<Tenant, Option<TenantSettings>>,
 }
 
 impl TenantSettingsCache {
     pub fn new(directory: std::sync::Arc<dyn KeyDirectory>) -> Self {
-        Self { directory, cache: Default::default() }
+        // Tenants are few; the capacity only bounds a mistake.
+        Self { directory, cache: crate::ttl_cache::TtlCache::new(10_000) }
     }
 
     /// The tenant's settings (none for the default tenant: its sender identity is the
@@ -80,14 +81,11 @@ impl TenantSettingsCache {
         if tenant.is_default() {
             return Ok(None);
         }
-        if let Some((settings, until)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
-            if now < *until {
-                return Ok(settings.clone());
-            }
+        if let Some(settings) = self.cache.get(tenant, now) {
+            return Ok(settings);
         }
         let settings = self.directory.tenant_settings(tenant).await?;
-        let until = now.checked_add(TENANT_SETTINGS_TTL).unwrap_or(now);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant.clone(), (settings.clone(), until));
+        self.cache.put(tenant.clone(), settings.clone(), now.checked_add(TENANT_SETTINGS_TTL).unwrap_or(now));
         Ok(settings)
     }
 }
