@@ -54,6 +54,8 @@ struct Tables {
     preferences: HashMap<String, Value>,
     /// Connections by connection id.
     connections: HashMap<String, Value>,
+    /// Index: user id -> connection ids (a push reads one user's connections, not all of them).
+    connections_by_user: HashMap<String, BTreeSet<String>>,
     /// Suppressions by `suppression_key`.
     suppressions: HashMap<String, Value>,
     /// Index: (created_at in millis, suppression key), newest last.
@@ -88,6 +90,15 @@ impl Tables {
         }
         if let Some(ids) = self.notifications_by_event.get_mut(n.event_id.as_str()) {
             ids.remove(n.notification_id.as_str());
+        }
+    }
+
+    fn unindex_connection(&mut self, c: &Connection) {
+        if let Some(ids) = self.connections_by_user.get_mut(c.user_id.as_str()) {
+            ids.remove(&c.connection_id);
+            if ids.is_empty() {
+                self.connections_by_user.remove(c.user_id.as_str());
+            }
         }
     }
 
@@ -424,14 +435,22 @@ impl ConnectionStore for MemoryStore {
     async fn put_connection(&self, connection: &Connection) -> Result<Option<i64>, StoreError> {
         let value = encode(connection, "connection")?;
         let mut t = self.tables();
-        let replaced = t.connections.insert(connection.connection_id.clone(), value).is_some();
-        Ok((!replaced).then(|| t.connections.len() as i64))
+        let replaced = t.connections.insert(connection.connection_id.clone(), value);
+        if let Some(old) = &replaced {
+            let old: Connection = decode(old, "connection")?;
+            t.unindex_connection(&old);
+        }
+        t.connections_by_user.entry(connection.user_id.as_str().to_owned()).or_default().insert(connection.connection_id.clone());
+        Ok(replaced.is_none().then(|| t.connections.len() as i64))
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<Option<i64>, StoreError> {
         let mut t = self.tables();
-        let removed = t.connections.remove(connection_id).is_some();
-        Ok(removed.then(|| t.connections.len() as i64))
+        let Some(removed) = t.connections.remove(connection_id) else { return Ok(None) };
+        if let Ok(old) = decode::<Connection>(&removed, "connection") {
+            t.unindex_connection(&old);
+        }
+        Ok(Some(t.connections.len() as i64))
     }
 
     async fn active_connections(&self) -> Result<i64, StoreError> {
@@ -441,9 +460,10 @@ impl ConnectionStore for MemoryStore {
     async fn connections_of(&self, user_id: &UserId, now: Timestamp) -> Result<Vec<Connection>, StoreError> {
         let t = self.tables();
         let mut out = Vec::new();
-        for value in t.connections.values() {
+        for id in t.connections_by_user.get(user_id.as_str()).into_iter().flatten() {
+            let Some(value) = t.connections.get(id) else { continue };
             let c: Connection = decode(value, "connection")?;
-            if c.user_id == *user_id && c.expires_at > now {
+            if c.expires_at > now {
                 out.push(c);
             }
         }

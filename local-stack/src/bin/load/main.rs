@@ -5,9 +5,14 @@
 //! p50/p90/p99/max and errors, and a JSON line for scripts.
 //!
 //! `cargo run --release -p local-stack --bin load -- --url http://127.0.0.1:8080 --key KEY`
+//!
+//! With `--users N` it measures the whole pipeline instead (see `deliveries`): recipients with a
+//! live WebSocket each, events for email and WebSocket, accepted and delivered events/s, POST →
+//! frame latency and the stack's memory; `bench/load/run.sh` drives it.
 
-#[path = "../../../tests/benches/mix.rs"]
+#[path = "../../../../tests/benches/mix.rs"]
 mod mix;
+mod deliveries;
 
 use clap::Parser;
 use std::sync::Arc;
@@ -34,6 +39,19 @@ struct Args {
     /// A label for the JSON line.
     #[arg(long, default_value = "target")]
     name: String,
+    /// Delivery mode: this many recipients, each with a live WebSocket; events for email and
+    /// WebSocket, measured until delivered.
+    #[arg(long, default_value_t = 0)]
+    users: usize,
+    /// Delivery mode: an open loop at this many events per second (default: a closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Delivery mode: the stack's process id, to sample its resident memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Delivery mode: how long to wait for the backlog to drain after the last POST, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    drain_timeout: f64,
 }
 
 #[derive(Default)]
@@ -54,6 +72,23 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.users > 0 {
+        let figures = deliveries::run(deliveries::Options {
+            url: args.url,
+            key: args.key,
+            users: args.users,
+            concurrency: args.concurrency,
+            rate: args.rate,
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+            pid: args.pid,
+            drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+            name: args.name,
+        })
+        .await?;
+        println!("{figures}");
+        return Ok(());
+    }
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).tcp_nodelay(true).build()?;
     let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
     let auth = format!("Bearer {}", args.key);
