@@ -30,6 +30,8 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(300);
 const USERS: usize = 20;
+/// The template's `IngestRatePerKey`.
+const INGEST_RATE: u32 = 100;
 
 type Counts = BTreeMap<(String, String), usize>;
 
@@ -38,9 +40,10 @@ async fn spawn(counter: RequestCounter) -> TestApp {
     let mut config = local_stack::Config::for_tests();
     config.retry_base = Duration::from_secs(1);
     config.retry_max = Duration::from_secs(1);
-    // The template's default (IngestRatePerKey 100) keeps a per-key rate, one write per event;
-    // a limit this run never reaches, so that write is counted as it is paid.
-    config.ingest_rate_per_key = Some(1_000_000);
+    // The template's default per-key rate (IngestRatePerKey 100), leased in blocks of 10: its
+    // writes are counted as they are paid at that rate. An event refused with 429 is posted
+    // again after its Retry-After (a refusal costs no AWS request).
+    config.ingest_rate_per_key = Some(INGEST_RATE);
     config.backend = Backend::Aws(Box::new(AwsBackend {
         sdk,
         resources: AwsResources::Provision {
@@ -101,20 +104,37 @@ async fn scenario(app: &TestApp, counter: &RequestCounter, users: &[String], eve
         })
         .collect();
     let posts: Vec<Vec<Value>> = bodies.chunks(batch).map(<[Value]>::to_vec).collect();
+    let refused = &std::sync::atomic::AtomicUsize::new(0);
+    let started = std::time::Instant::now();
     futures::stream::iter(posts)
         .for_each_concurrent(8, |chunk| async move {
-            if batch == 1 {
-                let r = app.post_event(&chunk[0]).await;
-                assert_eq!(r.status(), 202);
-            } else {
-                let r = app.http.post(app.url("/v1/events/batch")).header("authorization", app.key()).json(&chunk).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                let answer: Value = r.json().await.unwrap();
-                assert!(answer["results"].as_array().unwrap().iter().all(|r| r["status"] == 202), "{answer}");
+            let mut pending = chunk;
+            while !pending.is_empty() {
+                if batch == 1 {
+                    let r = app.post_event(&pending[0]).await;
+                    if r.status() != 429 {
+                        assert_eq!(r.status(), 202);
+                        pending.clear();
+                    }
+                } else {
+                    let r = app.http.post(app.url("/v1/events/batch")).header("authorization", app.key()).json(&pending).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    let answer: Value = r.json().await.unwrap();
+                    let results = answer["results"].as_array().unwrap();
+                    assert!(results.iter().all(|r| r["status"] == 202 || r["status"] == 429), "{answer}");
+                    pending = pending.iter().zip(results).filter(|(_, r)| r["status"] == 429).map(|(e, _)| e.clone()).collect();
+                }
+                if !pending.is_empty() {
+                    refused.fetch_add(pending.len(), std::sync::atomic::Ordering::Relaxed);
+                    // Over the rate: posted again in the next second (Retry-After is at most 1 s).
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         })
         .await;
-    eprintln!("ingest: {events} events posted, {} requests", counter.total());
+    let refused = refused.load(std::sync::atomic::Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("ingest: {events} events posted in {seconds:.1} s ({:.0}/s, rate {INGEST_RATE}/s), {refused} refused with 429 and posted again, {} requests", events as f64 / seconds, counter.total());
     let ingest = Stage { name: "ingest", requests: counter.snapshot(), batches: 0, records: events };
 
     // Route: the routers take the whole backlog in batches of ten; the send queues wait.

@@ -454,6 +454,9 @@ impl<S: RateLimiter> RateLimiter for FaultyStore<S> {
     async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
         faulty_write!(self, self.inner.acquire(key, per_second, now))
     }
+    async fn lease(&self, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> Result<u32, StoreError> {
+        faulty_write!(self, self.inner.lease(key, per_second, wanted, now))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ pub struct Ports {
     pub profiles: Arc<dyn ProfileStore>,
     pub connections: Arc<dyn ConnectionStore>,
     pub suppressions: Arc<dyn SuppressionStore>,
-    /// Sending rates shared by every instance of a function.
+    /// Sending rates shared by every instance of a function: the shared counts, one write per
+    /// call; ingest and the paced providers lease blocks of them through a `LeasedLimiter`.
     pub rate_limits: Arc<dyn RateLimiter>,
     /// Tenants' API keys and settings.
     pub keys: Arc<dyn crate::ports::KeyDirectory>,
@@ -119,7 +120,8 @@ pub fn ingest(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> Inge
         events: ports.events.clone(),
         queue: ports.queue.clone(),
         clock: ports.clock.clone(),
-        rate_limits: ports.rate_limits.clone(),
+        // Leased in blocks: about one shared write per tenth of the key's rate, not per event.
+        rate_limits: Arc::new(crate::ports::LeasedLimiter::new(ports.rate_limits.clone())),
         settings: settings.ingest.clone(),
     }
 }

@@ -114,6 +114,9 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     key_directory_keeps_tenant_settings(fixture).await;
     rate_limits_go_within_the_budget_then_wait_for_the_next_second(fixture).await;
     rate_limits_keys_are_independent(fixture).await;
+    rate_limits_lease_grants_up_to_the_budget_then_part_then_none(fixture).await;
+    rate_limits_lease_keys_are_independent(fixture).await;
+    rate_limits_concurrent_leases_never_sum_over_the_budget(fixture).await;
     dead_letters_are_recorded_once_per_id_keeping_the_first_failure(fixture).await;
     dead_letters_list_newest_first_in_pages_of_every_queue_or_one(fixture).await;
     dead_letters_are_removed_only_as_they_were_read(fixture).await;
@@ -1324,6 +1327,63 @@ pub async fn rate_limits_keys_are_independent(fixture: &dyn StoreFixture) {
     assert!(matches!(acquire(&s, "twilio", 2, at_ms(40)).await, Pace::Wait(_)));
     assert!(matches!(acquire(&s, "ses", 1, at_ms(50)).await, Pace::Wait(_)), "and spending it leaves ses as it was");
     assert_eq!(acquire(&s, "ses", 1, at_ms(1000)).await, Pace::Go);
+}
+
+async fn lease(s: &StoreHandles, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> u32 {
+    s.rate_limits.lease(key, per_second, wanted, now).await.expect("lease")
+}
+
+/// A lease takes up to what it asks for: all of it within the budget, the rest of the budget at
+/// its edge, nothing once it is spent (nor does `acquire` get any: they share the budget); the
+/// next second starts afresh.
+pub async fn rate_limits_lease_grants_up_to_the_budget_then_part_then_none(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(lease(&s, "ses", 10, 0, at_ms(50)).await, 0, "asking for nothing takes nothing");
+    assert_eq!(lease(&s, "ses", 10, 4, at_ms(100)).await, 4);
+    assert_eq!(acquire(&s, "ses", 10, at_ms(150)).await, Pace::Go, "acquire shares the budget");
+    assert_eq!(lease(&s, "ses", 10, 4, at_ms(200)).await, 4);
+    assert_eq!(lease(&s, "ses", 10, 4, at_ms(300)).await, 1, "the budget's last one");
+    assert_eq!(lease(&s, "ses", 10, 4, at_ms(400)).await, 0, "spent");
+    assert_eq!(lease(&s, "ses", 10, 1, at_ms(500)).await, 0, "still spent");
+    assert_eq!(acquire(&s, "ses", 10, at_ms(600)).await, Pace::Wait(Duration::from_millis(400)), "acquire sees it spent");
+    // The next second: all of it again, and a lease over the whole budget gets the budget.
+    assert_eq!(lease(&s, "ses", 10, 25, at_ms(1000)).await, 10);
+    assert_eq!(lease(&s, "ses", 10, 1, at_ms(1999)).await, 0);
+    assert_eq!(lease(&s, "ses", 10, 3, at_ms(2000)).await, 3);
+    // A rate of 0 is taken as 1, as by acquire.
+    assert_eq!(lease(&s, "tiny", 0, 5, at_ms(3000)).await, 1);
+}
+
+pub async fn rate_limits_lease_keys_are_independent(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    assert_eq!(lease(&s, "ses", 3, 3, at_ms(0)).await, 3);
+    assert_eq!(lease(&s, "twilio", 2, 5, at_ms(10)).await, 2, "another key has its own budget");
+    assert_eq!(lease(&s, "ses", 3, 1, at_ms(20)).await, 0, "ses is spent");
+    assert_eq!(lease(&s, "twilio", 2, 1, at_ms(30)).await, 0, "and so is twilio now");
+    assert_eq!(lease(&s, "sendgrid", 100, 10, at_ms(40)).await, 10);
+}
+
+/// Leases racing for one budget (from every instance at once) are granted exactly the budget
+/// between them, never more.
+pub async fn rate_limits_concurrent_leases_never_sum_over_the_budget(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let (per_second, wanted) = (20, 3);
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (limiter, barrier) = (s.rate_limits.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            limiter.lease("race", per_second, wanted, at_ms(500)).await.expect("lease")
+        }));
+    }
+    let mut grants = Vec::new();
+    for task in tasks {
+        grants.push(task.await.expect("task"));
+    }
+    assert!(grants.iter().all(|g| *g <= wanted), "{grants:?}");
+    assert_eq!(grants.iter().sum::<u32>(), per_second, "{RACERS} leases of {wanted} share a budget of {per_second}: {grants:?}");
+    assert_eq!(grants.iter().filter(|g| **g != wanted && **g != 0).count(), 1, "one lease at the edge gets a part: {grants:?}");
 }
 
 fn stored_key(hash: &str, tenant: &str, created: i64) -> crate::ports::StoredKey {

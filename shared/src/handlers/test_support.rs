@@ -142,6 +142,7 @@ const STORE_OPS: &[&str] = &[
     "list_suppressions",
     "remove_suppression",
     "acquire",
+    "lease",
     "record_dead_letter",
     "get_dead_letter",
     "list_dead_letters",
@@ -368,6 +369,10 @@ impl DeadLetterStore for FlakyStore {
 impl RateLimiter for FlakyStore {
     async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError> {
         self.run("acquire", self.inner.acquire(key, per_second, now)).await
+    }
+
+    async fn lease(&self, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> Result<u32, StoreError> {
+        self.run("lease", self.inner.lease(key, per_second, wanted, now)).await
     }
 }
 

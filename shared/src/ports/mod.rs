@@ -14,7 +14,7 @@ pub use clock::{Clock, SystemClock};
 pub use dead_letters::{DeadLetter, DeadLetterReason, DeadLetterStore, dead_letter_id};
 pub use delivery::{Address, ChannelSender, ConnectionPoster, Delivery, PostError, ProviderReceipt, RenderedMessage, SendError};
 pub use keys::{KeyDirectory, StoredKey, TenantSettings, TenantSettingsCache};
-pub use pacing::{Pace, RateLimiter};
+pub use pacing::{LeasedLimiter, Pace, RateLimiter};
 pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 pub use suppression::{Suppression, SuppressionReason, SuppressionStore, suppression_key};
 pub use store::{

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::StoreError;
 
+mod leased;
+pub use leased::{LeasedLimiter, block};
+
 /// What the limiter answers for one send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
@@ -21,6 +24,21 @@ pub trait RateLimiter: Send + Sync {
     /// Takes one send from `key`'s budget of `per_second` messages in the second `now` falls
     /// in, or says how long to wait for the next one. `key` names a provider (`ses`, `twilio`…).
     async fn acquire(&self, key: &str, per_second: u32, now: Timestamp) -> Result<Pace, StoreError>;
+
+    /// Takes up to `wanted` sends at once from `key`'s budget of `per_second` in the second `now`
+    /// falls in and answers how many it got (`0..=wanted`): all of them within the budget, the
+    /// rest of the budget at its edge, none once it is spent. What [`LeasedLimiter`] leases its
+    /// blocks with: one write for the whole block. Shares the budget with [`acquire`]; a
+    /// `per_second` of 0 is taken as 1, and `wanted` 0 takes (and writes) nothing.
+    ///
+    /// [`acquire`]: RateLimiter::acquire
+    async fn lease(&self, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> Result<u32, StoreError>;
+}
+
+/// What a lease of `wanted` answers when the budget's count stood at `before` (the count may
+/// overshoot the budget: only what was under it is granted).
+pub fn granted(per_second: u32, before: u64, wanted: u32) -> u32 {
+    u64::from(per_second.max(1)).saturating_sub(before).min(u64::from(wanted)) as u32
 }
 
 /// How long from `now` to the start of the next whole second (epoch seconds): more than zero,

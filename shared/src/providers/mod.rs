@@ -8,7 +8,7 @@ pub mod paced;
 
 use std::sync::Arc;
 
-use crate::ports::{ChannelSender, Clock, RateLimiter};
+use crate::ports::{ChannelSender, Clock, LeasedLimiter, RateLimiter};
 
 /// One provider of a channel: its name, its sender, and its rate (messages per second across
 /// every instance; none: unpaced).
@@ -18,10 +18,12 @@ pub struct ProviderLink {
     pub rate_per_second: Option<u32>,
 }
 
-/// A channel's sender from its providers in order: each paced to its rate through `limiter`,
+/// A channel's sender from its providers in order: each paced to its rate through `limiter`
+/// (leased in blocks, see [`LeasedLimiter`]: about one shared write per tenth of the rate),
 /// behind a failover (a circuit breaker each) when there are several. The one composition the
 /// send functions and the local stack both use.
 pub fn chain(links: Vec<ProviderLink>, limiter: Arc<dyn RateLimiter>, clock: Arc<dyn Clock>) -> Arc<dyn ChannelSender> {
+    let limiter: Arc<dyn RateLimiter> = Arc::new(LeasedLimiter::new(limiter));
     let mut providers: Vec<failover::Provider> = links
         .into_iter()
         .map(|link| {

@@ -131,6 +131,17 @@ mod tests {
             let next_second = Timestamp::from_second(now.as_second() + 1).unwrap();
             Ok(Pace::Wait(Duration::try_from(next_second.duration_since(now)).unwrap()))
         }
+
+        async fn lease(&self, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> Result<u32, StoreError> {
+            if self.failing {
+                return Err(StoreError::Unavailable("limiter table down".into()));
+            }
+            let mut used = self.used.lock().unwrap();
+            let count = used.entry((key.to_owned(), now.as_second())).or_default();
+            let granted = per_second.saturating_sub(*count).min(wanted);
+            *count += granted;
+            Ok(granted)
+        }
     }
 
     fn paced(provider: &Arc<Fake>, limiter: &Arc<WindowLimiter>, key: &str, per_second: u32, clock: &Arc<StepClock>) -> PacedSender {

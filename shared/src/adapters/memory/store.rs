@@ -592,6 +592,21 @@ impl RateLimiter for MemoryStore {
         *sent += 1;
         Ok(Pace::Go)
     }
+
+    /// As DynamoDB's `ADD sent :wanted`: the count may pass the budget, only what was under it
+    /// is granted.
+    async fn lease(&self, key: &str, per_second: u32, wanted: u32, now: Timestamp) -> Result<u32, StoreError> {
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let second = now.as_second();
+        let mut t = self.tables();
+        t.rate_limits.retain(|(_, s), _| *s > second - RATE_WINDOWS_KEPT);
+        let sent = t.rate_limits.entry((key.to_owned(), second)).or_default();
+        let before = *sent;
+        *sent = sent.saturating_add(wanted);
+        Ok(crate::ports::pacing::granted(per_second, u64::from(before), wanted))
+    }
 }
 
 #[cfg(test)]
