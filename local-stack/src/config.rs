@@ -102,9 +102,26 @@ pub struct Args {
     /// With `--backend aws`: create the queues and tables of template.yaml at start.
     #[arg(long, env = "NOTIFY_PROVISION", default_value_t = false)]
     pub provision: bool,
+    /// The in-memory backend keeps the newest this many events and their notifications (older
+    /// ones are forgotten, as DynamoDB's TTL forgets them on AWS, and a FIFO queue remembers at
+    /// most this many deduplication ids): memory stays bounded under sustained load. 0: keep all.
+    #[arg(long, env = "NOTIFY_LOCAL_RETAIN_EVENTS", default_value_t = 50_000)]
+    pub retain_events: usize,
+    /// The outbox (`GET /v1/dev/outbox`) lists the newest this many messages. 0: all.
+    #[arg(long, env = "NOTIFY_LOCAL_RETAIN_OUTBOX", default_value_t = 2_000)]
+    pub retain_outbox: usize,
     /// With `--backend aws --provision`: the stack name that prefixes resource names.
     #[arg(long, env = "NOTIFY_STACK_NAME", default_value = "notify-local")]
     pub stack_name: String,
+}
+
+/// How much of what was delivered the local stack keeps in memory (0: everything).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Events kept, with their notifications; also the deduplication ids a FIFO queue remembers.
+    pub events: usize,
+    /// Outbox messages listed (and send-ledger entries kept).
+    pub outbox: usize,
 }
 
 /// Where queues, tables and providers live.
@@ -178,6 +195,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `NOTIFY_PROVIDER_RATES`, parsed: messages per second of each channel's first provider.
     pub provider_rates: std::collections::HashMap<shared::domain::Channel, u32>,
+    /// `NOTIFY_LOCAL_RETAIN_EVENTS`, `NOTIFY_LOCAL_RETAIN_OUTBOX`: what the in-memory backend and
+    /// the outbox keep.
+    pub retention: Retention,
 }
 
 /// `email=14,sms=2`: messages per second per channel.
@@ -299,6 +319,8 @@ impl Config {
             status_callback_url: None,
             ingest_rate_per_key: None,
             cors_origins: Vec::new(),
+            // Tests read everything back.
+            retention: Retention::default(),
         }
     }
 
@@ -387,6 +409,7 @@ impl Config {
             ingest_rate_per_key: (args.ingest_rate_per_key > 0).then_some(args.ingest_rate_per_key),
             cors_origins: shared::lambda::cors_origins(&shared::config::Env::from_pairs([(shared::config::vars::CORS_ORIGINS, args.cors_origins.as_str())]))
                 .map_err(|e| e.to_string())?,
+            retention: Retention { events: args.retain_events, outbox: args.retain_outbox },
         })
     }
 }

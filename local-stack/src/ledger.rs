@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use shared::domain::Channel;
 use shared::ports::{ChannelSender, Delivery, ProviderReceipt, SendError};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// One message a provider accepted.
@@ -19,21 +20,38 @@ pub struct SentMessage {
 
 #[derive(Clone, Default)]
 pub struct SendLedger {
-    sent: Arc<Mutex<Vec<SentMessage>>>,
+    sent: Arc<Mutex<Kept>>,
+    /// The most entries kept (the newest); 0: every one.
+    keep: usize,
+}
+
+#[derive(Default)]
+struct Kept {
+    entries: VecDeque<SentMessage>,
+    /// Every message recorded, including those no longer kept.
+    recorded: usize,
 }
 
 impl SendLedger {
+    /// Keeps only the newest `keep` entries (0: all; the chaos run, which checks every message,
+    /// keeps all); [`len`](Self::len) still counts every message.
+    pub fn keeping(keep: usize) -> Self {
+        Self { keep, ..Self::default() }
+    }
+
     /// Records what `inner` accepts.
     pub fn wrap(&self, channel: Channel, inner: Arc<dyn ChannelSender>) -> Arc<dyn ChannelSender> {
         Arc::new(Recording { channel, inner, ledger: self.clone() })
     }
 
+    /// The entries kept, oldest first.
     pub fn entries(&self) -> Vec<SentMessage> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).entries.iter().cloned().collect()
     }
 
+    /// How many messages were recorded, kept or not.
     pub fn len(&self) -> usize {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).recorded
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,7 +76,12 @@ impl ChannelSender for Recording {
             headers: delivery.message.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         };
         let id = self.inner.send(delivery).await?;
-        self.ledger.sent.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        let mut kept = self.ledger.sent.lock().unwrap_or_else(|e| e.into_inner());
+        kept.recorded += 1;
+        kept.entries.push_back(entry);
+        if self.ledger.keep > 0 && kept.entries.len() > self.ledger.keep {
+            kept.entries.pop_front();
+        }
         Ok(id)
     }
 }

@@ -17,5 +17,5 @@ pub mod providers;
 pub mod websocket;
 pub mod wiring;
 
-pub use config::Config;
+pub use config::{Config, Retention};
 pub use wiring::{LocalStack, start};

@@ -111,8 +111,9 @@ where
 
 fn memory_adapters(config: &Config, outbox: &Outbox, connections: &MemoryConnectionPoster, faults: &Faults, clock: Arc<dyn Clock>) -> Adapters {
     let topology = TopologySettings { visibility_timeout: config.visibility_timeout, max_receive_count: config.max_receive_count };
-    let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)));
-    let (ports, receiver, (unfaulted_notifications, unfaulted_suppressions)) = ports_over(queues, Arc::new(MemoryStore::new()), faults, clock);
+    let queues = Arc::new(MemoryQueue::new(&all_queues(&topology)).remembering(config.retention.events));
+    let store = Arc::new(MemoryStore::with_retention(config.retention.events));
+    let (ports, receiver, (unfaulted_notifications, unfaulted_suppressions)) = ports_over(queues, store, faults, clock);
     let provider: Arc<dyn ChannelSender> = Arc::new(OutboxSender::new(outbox.clone()));
     Adapters {
         ports,
@@ -259,8 +260,8 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let metrics = crate::metrics::recorder();
     let catalog = Arc::new(Catalog::load(&config.catalog_dir).with_context(|| "loading the event catalog")?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let outbox = Outbox::new(config.outbox_dir.clone());
-    let ledger = SendLedger::default();
+    let outbox = Outbox::new(config.outbox_dir.clone()).keeping(config.retention.outbox);
+    let ledger = SendLedger::keeping(config.retention.outbox);
     let connections = MemoryConnectionPoster::default();
     let faults = Faults::new(config.faults.clone(), config.faults_seed);
     for channel in &config.fail_channels {

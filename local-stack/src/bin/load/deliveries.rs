@@ -64,9 +64,10 @@ fn index_of(event_id: &str) -> Option<u64> {
 
 /// The sum of the `NotificationsSent` counters of `channel` in a Prometheus text page.
 pub fn sent_count(page: &str, channel: &str) -> u64 {
+    // The label is `Channel` (CloudWatch's dimension name); matched in any case.
     let label = format!("channel=\"{channel}\"");
     page.lines()
-        .filter(|line| line.starts_with("NotificationsSent{") && line.contains(&label))
+        .filter(|line| line.starts_with("NotificationsSent{") && line.to_ascii_lowercase().contains(&label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn counts_the_email_sends_of_every_lane() {
-        let page = "# TYPE NotificationsSent counter\nNotificationsSent{channel=\"email\",lane=\"high\"} 7\nNotificationsSent{channel=\"email\",lane=\"normal\"} 3\nNotificationsSent{channel=\"websocket\",lane=\"high\"} 9\n";
+        let page = "# TYPE NotificationsSent counter\nNotificationsSent{Channel=\"email\",Lane=\"high\"} 7\nNotificationsSent{channel=\"email\",lane=\"normal\"} 3\nNotificationsSent{channel=\"websocket\",lane=\"high\"} 9\n";
         assert_eq!(sent_count(page, "email"), 10);
         assert_eq!(sent_count(page, "sms"), 0);
     }

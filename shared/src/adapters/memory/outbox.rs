@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -33,9 +33,18 @@ pub struct OutboxEntry {
 /// What the local providers sent, in order, shared by all channels.
 #[derive(Clone, Default)]
 pub struct Outbox {
-    entries: Arc<Mutex<Vec<OutboxEntry>>>,
+    entries: Arc<Mutex<Kept>>,
     dir: Option<PathBuf>,
     notify: Arc<tokio::sync::Notify>,
+    /// The most entries listed (the newest); 0: every one.
+    keep: usize,
+}
+
+#[derive(Default)]
+struct Kept {
+    entries: VecDeque<OutboxEntry>,
+    /// Every message recorded, including those no longer kept.
+    recorded: usize,
 }
 
 impl Outbox {
@@ -43,13 +52,21 @@ impl Outbox {
         Self { dir, ..Self::default() }
     }
 
-    pub fn entries(&self, channel: Option<Channel>) -> Vec<OutboxEntry> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.iter().filter(|e| channel.is_none_or(|c| e.channel == c)).cloned().collect()
+    /// Lists only the newest `keep` messages (0: all of them), so that memory stays bounded
+    /// under sustained load; [`len`](Self::len) still counts every message.
+    pub fn keeping(self, keep: usize) -> Self {
+        Self { keep, ..self }
     }
 
+    /// The messages kept, oldest first.
+    pub fn entries(&self, channel: Option<Channel>) -> Vec<OutboxEntry> {
+        let kept = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        kept.entries.iter().filter(|e| channel.is_none_or(|c| e.channel == c)).cloned().collect()
+    }
+
+    /// How many messages were recorded, kept or not.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).recorded
     }
 
     pub fn is_empty(&self) -> bool {
@@ -81,8 +98,53 @@ impl Outbox {
                 tracing::warn!(error = %e, "could not write the outbox file");
             }
         }
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        {
+            let mut kept = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            kept.recorded += 1;
+            kept.entries.push_back(entry);
+            if self.keep > 0 && kept.entries.len() > self.keep {
+                kept.entries.pop_front();
+            }
+        }
         self.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> OutboxEntry {
+        OutboxEntry {
+            provider_message_id: format!("local-{n}"),
+            notification_id: format!("ntf-{n}"),
+            event_id: format!("evt-{n}"),
+            event_type: "user.registered".into(),
+            user_id: "u-1".into(),
+            channel: Channel::Email,
+            priority: Priority::Normal,
+            to: Address::Email { to: "u-1@example.com".into() },
+            locale: "en".into(),
+            parts: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            sent_at: Timestamp::from_second(1_700_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn keeping_lists_the_newest_and_counts_all() {
+        let outbox = Outbox::new(None).keeping(2);
+        for n in 0..5 {
+            outbox.record(entry(n));
+        }
+        assert_eq!(outbox.len(), 5, "every message counted");
+        let ids: Vec<String> = outbox.entries(None).into_iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, ["evt-3", "evt-4"], "the newest two listed");
+        let all = Outbox::new(None);
+        for n in 0..5 {
+            all.record(entry(n));
+        }
+        assert_eq!(all.entries(None).len(), 5);
     }
 }
 

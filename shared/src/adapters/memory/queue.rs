@@ -65,6 +65,8 @@ struct Queue {
     /// so expired ids can be forgotten cheaply.
     dedup: HashMap<String, Instant>,
     dedup_order: VecDeque<(Instant, String)>,
+    /// The most deduplication ids remembered (the newest); 0: every one within the window.
+    dedup_limit: usize,
 }
 
 struct Stored {
@@ -109,11 +111,22 @@ impl MemoryQueue {
                     receipts: HashMap::new(),
                     dedup: HashMap::new(),
                     dedup_order: VecDeque::new(),
+                    dedup_limit: 0,
                 },
             );
             wakers.insert(spec.name.clone(), Arc::new(Notify::new()));
         }
         Self { inner: Arc::new(Inner { state: Mutex::new(State { queues, next_seq: 0 }), wakers }) }
+    }
+
+    /// Remembers at most the newest `ids` deduplication ids per FIFO queue (0: all within the
+    /// five-minute window, as SQS): under sustained load the window's ids would otherwise be the
+    /// largest thing the local stack holds (10,000 messages a second is 3 million ids a queue).
+    pub fn remembering(self, ids: usize) -> Self {
+        for q in self.state().queues.values_mut() {
+            q.dedup_limit = ids;
+        }
+        self
     }
 
     /// Names of the queues this instance holds, sorted.
@@ -246,6 +259,12 @@ impl Queue {
         }
         self.dedup.insert(dedup_id.to_owned(), now);
         self.dedup_order.push_back((now, dedup_id.to_owned()));
+        if self.dedup_limit > 0 && self.dedup_order.len() > self.dedup_limit
+            && let Some((at, id)) = self.dedup_order.pop_front()
+            && self.dedup.get(&id) == Some(&at)
+        {
+            self.dedup.remove(&id);
+        }
         true
     }
 
@@ -557,6 +576,19 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         q.send_batch(FIFO, vec![fifo("a", "g")]).await.unwrap();
         assert_eq!(q.depth(FIFO).await, Ok(1));
+    }
+
+    #[tokio::test]
+    async fn remembering_keeps_only_the_newest_dedup_ids() {
+        let q = queues().remembering(2);
+        for (id, n) in [("a", 1), ("b", 2), ("c", 3)] {
+            q.send_batch(FIFO, vec![fifo(id, "g")]).await.unwrap();
+            assert_eq!(q.depth(FIFO).await, Ok(n));
+        }
+        q.send_batch(FIFO, vec![fifo("c", "g"), fifo("b", "g")]).await.unwrap();
+        assert_eq!(q.depth(FIFO).await, Ok(3), "the newest two ids are still remembered");
+        q.send_batch(FIFO, vec![fifo("a", "g")]).await.unwrap();
+        assert_eq!(q.depth(FIFO).await, Ok(4), "the oldest id was forgotten");
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::domain::{Channel, EventId, Guard, Notification, NotificationId, Preferences, Profile, Transition, UserId};
@@ -41,36 +41,53 @@ type SuppressionSortKey = (i64, String);
 #[derive(Default)]
 struct Tables {
     /// Idempotency records by key.
-    idempotency: HashMap<String, Value>,
+    idempotency: HashMap<String, Item>,
     /// Event records by event id.
-    events: HashMap<String, Value>,
+    events: HashMap<String, Item>,
     /// Notifications by notification id.
-    notifications: HashMap<String, Value>,
+    notifications: HashMap<String, Item>,
     /// Index: user id -> (created_at, notification id).
     notifications_by_user: HashMap<String, BTreeSet<UserSortKey>>,
     /// Index: event id -> notification ids.
     notifications_by_event: HashMap<String, BTreeSet<String>>,
-    profiles: HashMap<String, Value>,
-    preferences: HashMap<String, Value>,
+    profiles: HashMap<String, Item>,
+    preferences: HashMap<String, Item>,
     /// Connections by connection id.
-    connections: HashMap<String, Value>,
+    connections: HashMap<String, Item>,
     /// Index: user id -> connection ids (a push reads one user's connections, not all of them).
     connections_by_user: HashMap<String, BTreeSet<String>>,
     /// Suppressions by `suppression_key`.
-    suppressions: HashMap<String, Value>,
+    suppressions: HashMap<String, Item>,
     /// Index: (created_at in millis, suppression key), newest last.
     suppressions_by_time: BTreeSet<SuppressionSortKey>,
     /// Sends counted per (rate key, epoch second).
     rate_limits: HashMap<(String, i64), u32>,
     /// API keys by hex hash.
-    api_keys: HashMap<String, Value>,
+    api_keys: HashMap<String, Item>,
     /// Tenant settings by tenant.
-    tenants: HashMap<String, Value>,
+    tenants: HashMap<String, Item>,
     /// Dead letters by id.
-    dead_letters: HashMap<String, Value>,
+    dead_letters: HashMap<String, Item>,
     /// Index: (first failure in millis, id), newest last.
     dead_letters_by_time: BTreeSet<dead_letters::DeadLetterSortKey>,
+    /// What bounds the events and notifications kept; `None`: everything is kept.
+    retention: Option<Retained>,
 }
+
+/// The local stack's memory bound: on AWS, DynamoDB's TTL forgets events and notifications (after
+/// 90 days); in process, the newest `events` events are kept, and the newest
+/// `NOTIFICATIONS_PER_EVENT` × `events` notifications that are final. A notification still on
+/// its way (pending, scheduled, sending) is never forgotten.
+struct Retained {
+    events: usize,
+    event_order: VecDeque<String>,
+    notification_order: VecDeque<String>,
+}
+
+/// Notifications kept per event kept (an event makes one per channel, up to six; three is usual).
+const NOTIFICATIONS_PER_EVENT: usize = 4;
+/// The most notifications one write looks at to forget old ones (amortised: one per write).
+const EVICTION_CHECKS: usize = 8;
 
 impl Tables {
     fn index_notification(&mut self, n: &Notification) {
@@ -87,10 +104,50 @@ impl Tables {
     fn unindex_notification(&mut self, n: &Notification) {
         if let Some(keys) = self.notifications_by_user.get_mut(n.user_id.as_str()) {
             keys.remove(&(n.created_at, n.notification_id.as_str().to_owned()));
+            if keys.is_empty() {
+                self.notifications_by_user.remove(n.user_id.as_str());
+            }
         }
         if let Some(ids) = self.notifications_by_event.get_mut(n.event_id.as_str()) {
             ids.remove(n.notification_id.as_str());
+            if ids.is_empty() {
+                self.notifications_by_event.remove(n.event_id.as_str());
+            }
         }
+    }
+
+    /// A new event was written: forget the oldest beyond the retention.
+    fn retain_event(&mut self, event_id: &str) {
+        let Some(r) = self.retention.as_mut() else { return };
+        r.event_order.push_back(event_id.to_owned());
+        while r.event_order.len() > r.events {
+            if let Some(old) = r.event_order.pop_front() {
+                self.events.remove(&old);
+            }
+        }
+    }
+
+    /// A new notification was written: forget the oldest final ones beyond the retention.
+    fn retain_notification(&mut self, notification_id: &str) {
+        let Some(mut r) = self.retention.take() else { return };
+        r.notification_order.push_back(notification_id.to_owned());
+        let cap = r.events.saturating_mul(NOTIFICATIONS_PER_EVENT);
+        let mut checks = 0;
+        while self.notifications.len() > cap && checks < EVICTION_CHECKS {
+            checks += 1;
+            let Some(old) = r.notification_order.pop_front() else { break };
+            match self.notification(&old) {
+                Ok(Some(n)) if n.status.is_final() => {
+                    self.notifications.remove(&old);
+                    self.unindex_notification(&n);
+                }
+                // Still on its way: kept, and looked at again later.
+                Ok(Some(_)) => r.notification_order.push_back(old),
+                // Gone already, or unreadable (kept: nothing forgets what it cannot read).
+                Ok(None) | Err(_) => {}
+            }
+        }
+        self.retention = Some(r);
     }
 
     fn unindex_connection(&mut self, c: &Connection) {
@@ -118,6 +175,16 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A store that keeps the newest `events` events (0: all) and the notifications that go with
+    /// them (see [`Retained`]): the local stack's memory stays bounded under sustained load.
+    pub fn with_retention(events: usize) -> Self {
+        let store = Self::default();
+        if events > 0 {
+            store.tables().retention = Some(Retained { events, event_order: VecDeque::new(), notification_order: VecDeque::new() });
+        }
+        store
+    }
+
     fn tables(&self) -> MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -138,12 +205,16 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn encode<T: Serialize>(item: &T, what: &str) -> Result<Value, StoreError> {
-    serde_json::to_value(item).map_err(|e| StoreError::Corrupt(format!("{what} cannot be stored: {e}")))
+/// An item as stored: its compact JSON (a third of a `serde_json::Value`'s memory, and read
+/// back as fast).
+type Item = Box<str>;
+
+fn encode<T: Serialize>(item: &T, what: &str) -> Result<Item, StoreError> {
+    serde_json::to_string(item).map(String::into_boxed_str).map_err(|e| StoreError::Corrupt(format!("{what} cannot be stored: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, StoreError> {
-    T::deserialize(value).map_err(|e| StoreError::Corrupt(format!("stored {what} cannot be read: {e}")))
+fn decode<T: DeserializeOwned>(item: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(item).map_err(|e| StoreError::Corrupt(format!("stored {what} cannot be read: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +292,7 @@ impl EventStore for MemoryStore {
             return Ok(false);
         }
         t.events.insert(key.to_owned(), value);
+        t.retain_event(key);
         Ok(true)
     }
 
@@ -280,6 +352,7 @@ impl NotificationStore for MemoryStore {
         }
         t.notifications.insert(key.to_owned(), value);
         t.index_notification(notification);
+        t.retain_notification(key);
         Ok(true)
     }
 
@@ -631,10 +704,10 @@ mod tests {
         let store = MemoryStore::new();
         {
             let mut t = store.tables();
-            t.idempotency.insert("k".into(), serde_json::json!({"key": "k"}));
-            t.events.insert("evt-1".into(), serde_json::json!(42));
-            t.notifications.insert("ntf_1".into(), serde_json::json!({"status": "lost"}));
-            t.profiles.insert("u-1".into(), serde_json::json!({"fax": "+1"}));
+            t.idempotency.insert("k".into(), r#"{"key": "k"}"#.into());
+            t.events.insert("evt-1".into(), "42".into());
+            t.notifications.insert("ntf_1".into(), r#"{"status": "lost"}"#.into());
+            t.profiles.insert("u-1".into(), r#"{"fax": "+1"}"#.into());
         }
         let now = ts(1_700_000_000);
         assert!(matches!(store.claim("k", "h", now, now, now).await, Err(StoreError::Corrupt(_))));
@@ -644,6 +717,60 @@ mod tests {
         let change = Transition::to(crate::domain::Status::Sent, now);
         assert!(matches!(store.transition(&id, &Guard::StatusIn(vec![]), &change).await, Err(StoreError::Corrupt(_))));
         assert!(matches!(store.get_profile(&UserId::parse("u-1").unwrap()).await, Err(StoreError::Corrupt(_))));
+    }
+
+    fn event(id: &str) -> EventRecord {
+        let body = serde_json::json!({"event_id": id, "event_type": "user.registered", "user_id": "u-1", "payload": {}});
+        EventRecord {
+            event: crate::domain::Event::parse(&body).expect("a valid event"),
+            priority: crate::domain::Priority::Normal,
+            lane: crate::domain::Lane::Bulk,
+            accepted_at: ts(1_700_000_000),
+        }
+    }
+
+    fn notification(event: &str, channel: Channel, status: crate::domain::Status) -> Notification {
+        let n = Notification::pending(&EventId::parse(event).unwrap(), "user.registered", &UserId::parse("u-1").unwrap(), channel, crate::domain::Priority::Normal, ts(1_700_000_000));
+        Notification { status, ..n }
+    }
+
+    #[tokio::test]
+    async fn with_retention_the_newest_events_are_kept() {
+        let store = MemoryStore::with_retention(2);
+        for id in ["evt-1", "evt-2", "evt-3"] {
+            assert!(store.put_event(&event(id)).await.unwrap());
+        }
+        assert_eq!(store.get_event(&EventId::parse("evt-1").unwrap()).await.unwrap(), None, "the oldest is forgotten");
+        for id in ["evt-2", "evt-3"] {
+            assert!(store.get_event(&EventId::parse(id).unwrap()).await.unwrap().is_some(), "{id} is kept");
+        }
+        let unbounded = MemoryStore::new();
+        for id in ["evt-1", "evt-2", "evt-3"] {
+            unbounded.put_event(&event(id)).await.unwrap();
+        }
+        assert!(unbounded.get_event(&EventId::parse("evt-1").unwrap()).await.unwrap().is_some(), "no retention: all kept");
+    }
+
+    #[tokio::test]
+    async fn with_retention_old_final_notifications_go_and_those_on_their_way_stay() {
+        use crate::domain::Status;
+        // One event kept: four notifications.
+        let store = MemoryStore::with_retention(1);
+        let on_its_way = notification("evt-0", Channel::Email, Status::Pending);
+        store.create(&on_its_way).await.unwrap();
+        let mut finals = Vec::new();
+        for (i, channel) in [Channel::Sms, Channel::Push, Channel::Websocket, Channel::Webhook, Channel::Telegram].into_iter().enumerate() {
+            let n = notification(&format!("evt-{}", i + 1), channel, Status::Sent);
+            store.create(&n).await.unwrap();
+            finals.push(n);
+        }
+        assert!(store.get(&on_its_way.notification_id).await.unwrap().is_some(), "a pending notification is never forgotten");
+        assert_eq!(store.get(&finals[0].notification_id).await.unwrap(), None, "the oldest final one is forgotten");
+        assert_eq!(store.list_for_event(&finals[0].event_id).await.unwrap(), vec![], "and unindexed");
+        for n in &finals[2..] {
+            assert!(store.get(&n.notification_id).await.unwrap().is_some(), "the newest are kept");
+        }
+        assert_eq!(store.tables().notifications.len(), 4);
     }
 
     #[test]
