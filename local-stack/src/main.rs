@@ -3,6 +3,11 @@
 use clap::Parser;
 use local_stack::config::{Args, Config};
 
+/// mimalloc: under load, glibc's malloc and free were a fifth of the stack's CPU and its
+/// per-thread arenas held on to freed memory (bench/load/run.sh; README "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -92,14 +92,15 @@ pub async fn run(opts: Options) -> anyhow::Result<serde_json::Value> {
     let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
 
     // Memory, sampled for the whole run.
-    let rss_samples: Arc<Mutex<Vec<f64>>> = Default::default();
+    let rss_samples: Arc<Mutex<Vec<(Duration, f64)>>> = Default::default();
+    let run_started = Instant::now();
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = opts.pid.map(|pid| {
         let (samples, sampling) = (rss_samples.clone(), sampling.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
                 if let Some(mib) = rss_mib(pid) {
-                    samples.lock().unwrap_or_else(|e| e.into_inner()).push(mib);
+                    samples.lock().unwrap_or_else(|e| e.into_inner()).push((run_started.elapsed(), mib));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -234,8 +235,11 @@ pub async fn run(opts: Options) -> anyhow::Result<serde_json::Value> {
     let accepted_per_s = accepted_in_window as f64 / seconds;
     let delivered_per_s = drained_at.map(|at| accepted_total as f64 / at.duration_since(started).as_secs_f64());
     let rss = rss_samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let rss_peak = rss.iter().copied().fold(0.0_f64, f64::max);
-    let rss_end = rss.last().copied().unwrap_or(0.0);
+    let rss_peak = rss.iter().map(|(_, mib)| *mib).fold(0.0_f64, f64::max);
+    let rss_end = rss.last().map_or(0.0, |(_, mib)| *mib);
+    // Every tenth of the run, to see whether memory levels off.
+    let step = (rss.len() / 10).max(1);
+    let rss_timeline: Vec<(f64, f64)> = rss.iter().step_by(step).map(|(at, mib)| (at.as_secs_f64().round(), mib.round())).collect();
 
     let mode = opts.rate.map_or_else(|| "closed loop".to_owned(), |r| format!("open loop at {r:.0} events/s"));
     eprintln!(
@@ -268,6 +272,8 @@ pub async fn run(opts: Options) -> anyhow::Result<serde_json::Value> {
     );
     if opts.pid.is_some() {
         eprintln!("  stack memory    peak {rss_peak:.0} MiB, at the end {rss_end:.0} MiB (VmRSS)");
+        let timeline: Vec<String> = rss_timeline.iter().map(|(at, mib)| format!("{at:.0} s {mib:.0}")).collect();
+        eprintln!("  memory by time  {} (MiB, from the first recipient created)", timeline.join(", "));
     }
     Ok(serde_json::json!({
         "name": opts.name, "users": opts.users, "concurrency": opts.concurrency, "rate": opts.rate, "seconds": seconds,
@@ -276,7 +282,7 @@ pub async fn run(opts: Options) -> anyhow::Result<serde_json::Value> {
         "http_p50_ms": percentile_ms(&http, 0.5), "http_p90_ms": percentile_ms(&http, 0.9), "http_p99_ms": percentile_ms(&http, 0.99),
         "frame_p50_ms": percentile_ms(&to_frame, 0.5), "frame_p90_ms": percentile_ms(&to_frame, 0.9),
         "frame_p99_ms": percentile_ms(&to_frame, 0.99), "frames": to_frame.len(), "window_events": due_of.len(),
-        "rss_peak_mib": rss_peak, "rss_end_mib": rss_end,
+        "rss_peak_mib": rss_peak, "rss_end_mib": rss_end, "rss_timeline": rss_timeline,
     }))
 }
 
