@@ -132,11 +132,14 @@ def environment(function: str, port: int, endpoint: str | None, stack: str) -> d
         "NOTIFY_CONNECTIONS_TABLE": f"{stack}-connections",
         "NOTIFY_SUPPRESSIONS_TABLE": f"{stack}-suppressions",
         "NOTIFY_RATE_LIMITS_TABLE": f"{stack}-rate-limits",
+        "NOTIFY_DEAD_LETTERS_TABLE": f"{stack}-dead-letters",
+        "NOTIFY_API_KEYS_TABLE": f"{stack}-api-keys",
         "NOTIFY_API_KEY_HASHES": SAMPLE_KEY_HASH,
         "NOTIFY_WS_TOKEN_SECRET": SAMPLE_WS_SECRET,
         "NOTIFY_EMAIL_FROM": "no-reply@example.com",
         "NOTIFY_PUSH_FCM_APPLICATION_ARN": "arn:aws:sns:eu-west-1:123456789012:app/GCM/notify-fcm",
         "NOTIFY_WS_MANAGEMENT_ENDPOINT": "http://127.0.0.1:9",
+        "NOTIFY_PUBLIC_BASE_URL": "https://api.example.com",
     })
     return env
 
