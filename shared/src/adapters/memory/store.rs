@@ -26,7 +26,7 @@ use crate::ports::pacing::{Pace, RateLimiter, until_next_second};
 use crate::ports::suppression::{Suppression, SuppressionStore, suppression_key};
 use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, channel_rank,
+    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, UpsertOutcome, channel_rank,
 };
 
 /// The most items one `list_for_user` page holds, whatever the caller asks for.
@@ -380,6 +380,28 @@ impl NotificationStore for MemoryStore {
             t.index_notification(&next);
         }
         Ok(TransitionOutcome::Applied(next))
+    }
+
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError> {
+        let mut t = self.tables();
+        let id = record.notification_id.as_str();
+        let current = t.notification(id)?;
+        if let Some(current) = &current
+            && !guard.holds_for(current)
+        {
+            return Ok(UpsertOutcome::Rejected(current.clone()));
+        }
+        let next = change.apply_or_create(current.as_ref(), record);
+        let value = encode(&next, "notification")?;
+        if let Some(current) = &current {
+            t.unindex_notification(current);
+        }
+        t.notifications.insert(id.to_owned(), value);
+        t.index_notification(&next);
+        Ok(match current {
+            None => UpsertOutcome::Created(next),
+            Some(_) => UpsertOutcome::Applied(next),
+        })
     }
 
     async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
