@@ -5,9 +5,10 @@
 //! - `validate_render`: that, then every requested channel's templates rendered in the event's
 //!   locale with the router's fallback rule: the work the peers in `bench/peers/` do per event;
 //! - `route`: the router handler (`route_event`: profile and preferences, quiet hours, locale,
-//!   every channel rendered, notifications written, send jobs queued) over the in-process store
+//!   every channel rendered, held or skipped notifications written, send jobs queued) over the in-process store
 //!   and queue, 1,000 recipients with profiles;
-//! - `send`: one email send (`send::deliver`: claim, the in-process outbox provider, status write);
+//! - `send`: one email send (`send::deliver`: the claim that creates the notification, the
+//!   in-process outbox provider, status write);
 //! - `ingest`: `submit_event` as a whole (parse, validate, idempotency claim, event record,
 //!   route job queued, response stored) over the in-process store and queue.
 //!
