@@ -399,7 +399,11 @@ impl NotificationStore for MemoryStore {
         t.notifications.insert(id.to_owned(), value);
         t.index_notification(&next);
         Ok(match current {
-            None => UpsertOutcome::Created(next),
+            None => {
+                // A new notification, as `create` writes one: under the local stack's retention.
+                t.retain_notification(id);
+                UpsertOutcome::Created(next)
+            }
             Some(_) => UpsertOutcome::Applied(next),
         })
     }
@@ -792,6 +796,22 @@ mod tests {
         for n in &finals[2..] {
             assert!(store.get(&n.notification_id).await.unwrap().is_some(), "the newest are kept");
         }
+        assert_eq!(store.tables().notifications.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn with_retention_notifications_created_by_a_claim_are_forgotten_once_final() {
+        use crate::domain::{Status, Transition};
+        let store = MemoryStore::with_retention(1);
+        let sent = Transition::to(Status::Sent, ts(1_700_000_010));
+        let mut created = Vec::new();
+        for (i, channel) in [Channel::Sms, Channel::Push, Channel::Websocket, Channel::Webhook, Channel::Telegram].into_iter().enumerate() {
+            let n = notification(&format!("evt-{i}"), channel, Status::Pending);
+            let guard = Guard::Claimable { now: ts(1_700_000_010) };
+            assert!(matches!(store.upsert(&n, &guard, &sent).await.unwrap(), UpsertOutcome::Created(_)));
+            created.push(n);
+        }
+        assert_eq!(store.get(&created[0].notification_id).await.unwrap(), None, "the oldest final one is forgotten");
         assert_eq!(store.tables().notifications.len(), 4);
     }
 
