@@ -76,7 +76,7 @@ LOG_BYTES = {
     "info_line": {"ingest": 230, "route": 270, "send": 250},  # "event accepted" / "event routed" / "sent"
     "emf_document": 480,  # one metric with its dimensions and _aws metadata
 }
-EMF_DOCUMENTS = {"ingest": 1, "route": 1, "send": 3}  # EventsAccepted; NotificationsRouted; Sent, IngestToSentLatency, ProviderLatency
+EMF_DOCUMENTS = {"ingest": 1, "route": 0, "send": 4}  # EventsAccepted; none (queued at once); NotificationsRouted (its claim creates it), Sent, IngestToSentLatency, ProviderLatency
 # Which function each stage's requests run in, and the table its writes go to.
 STAGE_FUNCTION = {"ingest": "IngestFunction", "route": "RouterFunction", "send": "SendEmailFunction"}
 STAGE_TABLE = {"ingest": "events", "route": "notifications", "send": "notifications"}

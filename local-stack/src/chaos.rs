@@ -171,6 +171,17 @@ struct Accepted {
     user: String,
     seq: usize,
     lane: Lane,
+    /// The channels it is routed to: each must end with a notification of its own (one queued
+    /// at once is written only by its sender's claim, so a lost job would leave none).
+    channels: Vec<Channel>,
+}
+
+/// The channels an event's body asks for, else its type's in the catalog.
+fn channels_of(catalog: &shared::catalog::Catalog, body: &Value) -> Vec<Channel> {
+    match body.get("channels").map(|c| serde_json::from_value::<Vec<Channel>>(c.clone())) {
+        Some(Ok(channels)) => channels,
+        _ => body["event_type"].as_str().and_then(|t| catalog.event_type(t)).map(|t| t.channels.clone()).unwrap_or_default(),
+    }
 }
 
 fn repository_dir() -> PathBuf {
@@ -263,7 +274,8 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         retries: Default::default(),
     });
     let users: Vec<String> = (0..options.users.max(1)).map(|i| format!("chaos-{}-u{i}", options.seed)).collect();
-    let result = crowd(&stack, &client, &users, &options).await;
+    let catalog = shared::catalog::Catalog::load(&options.config.catalog_dir).context("loading the event catalog")?;
+    let result = crowd(&stack, &client, &users, &options, &catalog).await;
     let report = match result {
         Ok(accepted) => report(&stack, &client, accepted, &users, &options, backend, started).await,
         Err(e) => Err(e),
@@ -272,7 +284,13 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     report
 }
 
-async fn crowd(stack: &LocalStack, client: &Arc<Client>, users: &[String], options: &ChaosOptions) -> anyhow::Result<(Vec<Accepted>, Vec<String>, Vec<tokio::task::JoinHandle<()>>)> {
+async fn crowd(
+    stack: &LocalStack,
+    client: &Arc<Client>,
+    users: &[String],
+    options: &ChaosOptions,
+    catalog: &shared::catalog::Catalog,
+) -> anyhow::Result<(Vec<Accepted>, Vec<String>, Vec<tokio::task::JoinHandle<()>>)> {
     // Every user: an email, a phone, a push token; a quarter of them with a live WebSocket.
     let locales = ["en", "uk"];
     futures::stream::iter(users.iter().enumerate())
@@ -331,7 +349,7 @@ async fn crowd(stack: &LocalStack, client: &Arc<Client>, users: &[String], optio
                     let event_id = body["event_id"].as_str().unwrap_or_default().to_owned();
                     let statuses: Vec<u16> = answers.iter().map(|a| a.as_ref().map(|(s, _)| *s).unwrap_or(0)).collect();
                     if statuses.contains(&202) {
-                        mine.push(Accepted { event_id, user: user.clone(), seq: mine.len(), lane: lane_of(&body) });
+                        mine.push(Accepted { event_id, user: user.clone(), seq: mine.len(), lane: lane_of(&body), channels: channels_of(catalog, &body) });
                     } else {
                         rejected.lock().await.push(format!("{event_id}: {statuses:?}"));
                     }
@@ -364,9 +382,12 @@ async fn open_socket(stack: &LocalStack, client: &Client, user: &str) -> anyhow:
     anyhow::bail!("the WebSocket of {user} never opened")
 }
 
-/// Whether every notification of the event is final and owes nothing.
-fn event_done(notifications: &[Notification]) -> bool {
-    !notifications.is_empty() && notifications.iter().all(|n| n.status.is_final() && n.owes_fallback().is_none())
+/// Whether every channel of the event has its notification, and every notification is final and
+/// owes nothing.
+fn event_done(accepted: &Accepted, notifications: &[Notification]) -> bool {
+    !notifications.is_empty()
+        && accepted.channels.iter().all(|c| notifications.iter().any(|n| n.channel == *c))
+        && notifications.iter().all(|n| n.status.is_final() && n.owes_fallback().is_none())
 }
 
 async fn notifications_of(stack: &LocalStack, event_id: &str) -> Vec<Notification> {
@@ -392,7 +413,7 @@ async fn report(
     while Instant::now() < deadline {
         let mut still = Vec::new();
         for a in pending {
-            if !event_done(&notifications_of(stack, &a.event_id).await) {
+            if !event_done(a, &notifications_of(stack, &a.event_id).await) {
                 still.push(a);
             }
         }
@@ -456,6 +477,9 @@ async fn report(
         let notifications = &by_event[a.event_id.as_str()];
         if notifications.is_empty() {
             report.lost.push(format!("{}: no notification at all", a.event_id));
+        }
+        for channel in a.channels.iter().filter(|c| !notifications.is_empty() && !notifications.iter().any(|n| n.channel == **c)) {
+            report.lost.push(format!("{}/{channel}: no notification (its job never claimed)", a.event_id));
         }
         for n in notifications {
             report.notifications += 1;

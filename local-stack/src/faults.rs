@@ -22,7 +22,7 @@ use shared::domain::{Channel, EventId, Guard, Notification, NotificationId, Pref
 use shared::ports::queue::{OutgoingMessage, QueueError, QueueReceiver, QueueSender, ReceivedMessage, VisibilityControl};
 use shared::ports::{
     ChannelSender, Claim, Connection, ConnectionStore, Delivery, ProviderReceipt, EventRecord, EventStore, IdempotencyStore, NotificationStore, Page,
-    ProfileStore, SendError, StoreError, StoredResponse, TransitionOutcome,
+    ProfileStore, SendError, StoreError, StoredResponse, TransitionOutcome, UpsertOutcome,
 };
 use shared::ports::{DeadLetter, DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionStore};
 use std::collections::{BTreeMap, HashSet};
@@ -342,6 +342,9 @@ impl<S: NotificationStore> NotificationStore for FaultyStore<S> {
     }
     async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
         faulty_write!(self, self.inner.transition(id, guard, change))
+    }
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError> {
+        faulty_write!(self, self.inner.upsert(record, guard, change))
     }
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
         faulty_read!(self, self.inner.list_for_event(event_id))

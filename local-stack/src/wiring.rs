@@ -301,7 +301,7 @@ pub async fn start(config: Config) -> anyhow::Result<LocalStack> {
     let ingest = Arc::new(wiring::ingest(ports, catalog.clone(), &settings));
     let query = Arc::new(wiring::queries(ports, catalog.clone(), tokens.clone(), a.poster.clone(), &settings));
     let unsubscribe = Arc::new(wiring::unsubscribe(ports, unsubscribe_tokens));
-    let erasure = Arc::new(wiring::erasure(ports, &settings));
+    let erasure = Arc::new(wiring::erasure(ports, catalog.clone(), &settings));
     let ws = Arc::new(wiring::ws(ports, tokens.clone()));
     let router = Arc::new(wiring::router(ports, catalog.clone(), &settings));
     let deferred = Arc::new(wiring::scheduler(ports, &settings));

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, Event, EventId, NotificationId, Priority, UserId};
+use crate::domain::{Channel, Event, EventId, Notification, NotificationId, Priority, UserId};
 use crate::ports::{Address, RenderedMessage};
 
 /// On `events-<lane>.fifo`: route an accepted event to its channels.
@@ -40,6 +40,32 @@ pub struct SendJob {
     /// `handlers::dead_letter`): bounded, so a job cannot cycle between queue and DLQ forever.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrives: u32,
+    /// When the router routed it: the notification's `created_at`. With it the job carries its
+    /// notification's record ([`SendJob::record`]), which the router does not write for a job
+    /// it queues at once: the sender's claim creates it. Absent only on jobs queued before
+    /// routers did so, whose notification the router wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// The channel this one stands in for, when it was routed as a fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_for: Option<Channel>,
+}
+
+impl SendJob {
+    /// The notification as routed, `pending`, never attempted (what the router used to create
+    /// before queueing the job): its title (subject or title) and, for the WebSocket channel,
+    /// its in-app body, from the rendered message. `None` for a job without `created_at`.
+    pub fn record(&self) -> Option<Notification> {
+        let created_at = self.created_at?;
+        let part = |name: &str| self.message.parts.get(name).cloned();
+        Some(Notification {
+            notification_id: self.notification_id.clone(),
+            fallback_for: self.fallback_for,
+            title: part("subject").or_else(|| part("title")),
+            body: if self.channel == Channel::Websocket { part("body") } else { None },
+            ..Notification::pending(&self.event_id, &self.event_type, &self.user_id, self.channel, self.priority, created_at)
+        })
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

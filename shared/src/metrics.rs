@@ -14,7 +14,7 @@
 //! |---|---|---|---|
 //! | `EventsAccepted` | Count | Lane | ingest accepted a new event (not for an idempotent replay) |
 //! | `EventsRejected` | Count | Reason | `POST /v1/events` answered with a problem ([`RejectReason`]) |
-//! | `NotificationsRouted` | Count | Channel, Lane | the router created a notification to deliver (now or scheduled) |
+//! | `NotificationsRouted` | Count | Channel, Lane | a notification to deliver was recorded: by the router (scheduled), or, queued at once, by its sender's claim (or the dead-letter handler's failure) that creates it |
 //! | `NotificationsSent` | Count | Channel, Lane | a provider accepted the message |
 //! | `NotificationsFailed` | Count | Channel, Lane | failed for good: template error, provider rejection, retries exhausted |
 //! | `NotificationsSkipped` | Count | Channel, Lane | opted out, no address, no live connection |

@@ -178,8 +178,9 @@ pub fn unsubscribe(ports: &Ports, tokens: Arc<crate::auth::UnsubscribeTokens>) -
 }
 
 /// `DELETE /v1/users/{user_id}`, served by the api function.
-pub fn erasure(ports: &Ports, settings: &Settings) -> crate::handlers::erasure::ErasureDeps {
+pub fn erasure(ports: &Ports, catalog: Arc<Catalog>, settings: &Settings) -> crate::handlers::erasure::ErasureDeps {
     crate::handlers::erasure::ErasureDeps {
+        catalog,
         events: ports.events.clone(),
         notifications: ports.notifications.clone(),
         profiles: ports.profiles.clone(),

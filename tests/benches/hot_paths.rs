@@ -5,9 +5,10 @@
 //! - `validate_render`: that, then every requested channel's templates rendered in the event's
 //!   locale with the router's fallback rule: the work the peers in `bench/peers/` do per event;
 //! - `route`: the router handler (`route_event`: profile and preferences, quiet hours, locale,
-//!   every channel rendered, notifications written, send jobs queued) over the in-process store
+//!   every channel rendered, held or skipped notifications written, send jobs queued) over the in-process store
 //!   and queue, 1,000 recipients with profiles;
-//! - `send`: one email send (`send::deliver`: claim, the in-process outbox provider, status write);
+//! - `send`: one email send (`send::deliver`: the claim that creates the notification, the
+//!   in-process outbox provider, status write);
 //! - `ingest`: `submit_event` as a whole (parse, validate, idempotency claim, event record,
 //!   route job queued, response stored) over the in-process store and queue.
 //!
@@ -31,7 +32,7 @@ use shared::adapters::memory::store::MemoryStore;
 use shared::adapters::memory::{Outbox, OutboxSender};
 use shared::catalog::{Catalog, RenderContext};
 use shared::domain::profile::PushToken;
-use shared::domain::{Channel, Event, Notification, NotificationId, Preferences, Profile, Tenant, UserId};
+use shared::domain::{Channel, Event, NotificationId, Preferences, Profile, Tenant, UserId};
 use shared::handlers::ingest::{IngestDeps, submit_event};
 use shared::handlers::router::{RouterDeps, route_event};
 use shared::handlers::send::{SendDeps, deliver};
@@ -85,7 +86,6 @@ fn validate_render(catalog: &Catalog, body: &[u8]) -> Vec<RenderedMessage> {
 // The handlers' dependencies over the in-process adapters (as the local stack wires them).
 
 struct World {
-    ports: Ports,
     router: RouterDeps,
     ingest: IngestDeps,
     sender: SendDeps,
@@ -130,7 +130,6 @@ async fn world(catalog: &Arc<Catalog>) -> World {
         router: wiring::router(&ports, catalog.clone(), &settings),
         ingest: wiring::ingest(&ports, catalog.clone(), &settings),
         sender: wiring::sender(&ports, catalog.clone(), &settings, provider, RetryPolicy::DELIVERY),
-        ports,
     }
 }
 
@@ -146,26 +145,26 @@ fn route_jobs(catalog: &Catalog, bodies: &[String]) -> Vec<RouteJob> {
         .collect()
 }
 
-/// An email send job for event `i`, and its notification (to store `pending` first).
-fn send_job(i: usize, message: &RenderedMessage) -> (Notification, SendJob) {
+/// An email send job for event `i`, queued as the router queues it: carrying its notification's
+/// record, which the sender's claim creates.
+fn send_job(i: usize, message: &RenderedMessage) -> SendJob {
     let event_id = shared::domain::EventId::parse(&format!("evt-send-{i}")).unwrap();
     let user_id = user(i % USERS);
     let now = SystemClock.now();
-    let priority = shared::domain::Priority::High;
-    let notification = Notification::pending(&event_id, "order.completed", &user_id, Channel::Email, priority, now);
-    let job = SendJob {
+    SendJob {
         notification_id: NotificationId::derive(&event_id, Channel::Email),
         event_id,
         event_type: "order.completed".into(),
         user_id,
         channel: Channel::Email,
-        priority,
+        priority: shared::domain::Priority::High,
         address: Address::Email { to: format!("user{i}@example.com") },
         message: message.clone(),
         accepted_at: now,
         redrives: 0,
-    };
-    (notification, job)
+        created_at: Some(now),
+        fallback_for: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,9 +249,8 @@ impl Bench {
                 }
                 Path::Send => {
                     let world = self.world.as_ref().unwrap();
-                    let (notification, job) = send_job(self.passes * self.bodies.len() + i, &self.email);
+                    let job = send_job(self.passes * self.bodies.len() + i, &self.email);
                     self.rt.block_on(async {
-                        assert!(world.ports.notifications.create(&notification).await.unwrap());
                         let started = Instant::now();
                         let outcome = deliver(&world.sender, &job, 1).await;
                         let elapsed = started.elapsed();

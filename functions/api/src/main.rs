@@ -31,9 +31,9 @@ async fn main() -> Result<(), Error> {
     // The unsubscribe links' key is derived from the same secret.
     let unsubscribe_tokens = Arc::new(lambda::unsubscribe_tokens(&secret)?);
     let ports = Ports::over(aws.queue(directory), aws.store(tables), Arc::new(SystemClock));
-    let deps = Arc::new(wiring::queries(&ports, catalog, tokens, Arc::new(lambda::connection_poster(&sdk, &management_endpoint)), &settings));
+    let deps = Arc::new(wiring::queries(&ports, catalog.clone(), tokens, Arc::new(lambda::connection_poster(&sdk, &management_endpoint)), &settings));
     let unsubscribe = Arc::new(wiring::unsubscribe(&ports, unsubscribe_tokens));
-    let erasure = Arc::new(wiring::erasure(&ports, &settings));
+    let erasure = Arc::new(wiring::erasure(&ports, catalog, &settings));
     // The HTTP API's `$default` stage: payload 2.0's raw path (`/v1/users/…`) reaches the router
     // as is. Under a named stage lambda_http prefixes it (`/prod/v1/…`) and nothing would match
     // unless AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH is set.

@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, channel_rank,
+    NotificationStore, Page, ProfileStore, StoredResponse, TransitionOutcome, UpsertOutcome, channel_rank,
 };
 use crate::ports::{DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionReason, SuppressionStore};
 
@@ -83,6 +83,10 @@ pub async fn run_all(fixture: &dyn StoreFixture) {
     notifications_live_lease_rejects_a_second_claim(fixture).await;
     notifications_claim_after_lease_expiry_applies(fixture).await;
     notifications_concurrent_claims_apply_once(fixture).await;
+    notifications_upsert_creates_an_absent_notification(fixture).await;
+    notifications_upsert_applies_the_change_where_the_guard_holds(fixture).await;
+    notifications_upsert_is_rejected_where_the_guard_fails(fixture).await;
+    notifications_concurrent_upserts_create_once(fixture).await;
     notifications_outcome_only_under_its_own_claim(fixture).await;
     notifications_failure_records_its_fallback_and_refunds(fixture).await;
     notifications_status_in_guard(fixture).await;
@@ -621,6 +625,149 @@ pub async fn notifications_failure_records_its_fallback_and_refunds(fixture: &dy
     assert_eq!(done.owes_fallback(), None);
     assert_eq!(done.reason.as_deref(), Some("provider_rejected"), "marking the fallback queued keeps the reason");
     assert_eq!(get(&s, &n.notification_id).await, Some(done));
+}
+
+async fn upsert(s: &StoreHandles, record: &Notification, guard: &Guard, change: &Transition) -> UpsertOutcome {
+    s.notifications.upsert(record, guard, change).await.expect("upsert")
+}
+
+/// The record a router queues without writing it, as its sender's claim creates it: a WebSocket
+/// notification (title and in-app body) standing in for a failed push.
+fn queued(event: &str, created: i64) -> Notification {
+    let n = notification(event, Channel::Websocket, "u-1", created);
+    Notification { body: Some("Your order A-17 is on its way".into()), fallback_for: Some(Channel::Push), ..n }
+}
+
+/// The sender's claim of a notification nobody wrote yet creates it, claimed: the record with
+/// the claim applied, stored, indexed and counted as one attempt; a failure (the dead-letter
+/// handler's) creates it failed.
+pub async fn notifications_upsert_creates_an_absent_notification(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let record = queued("evt-1", 0);
+    let (guard, claim) = claim_for_send(10, 30);
+    let created = match upsert(&s, &record, &guard, &claim).await {
+        UpsertOutcome::Created(n) => n,
+        other => panic!("claiming an absent notification: {other:?}"),
+    };
+    assert_eq!(created, claim.apply(&record), "the record with exactly the claim applied");
+    assert_eq!((created.status, created.attempts, created.lease_until), (Status::Sending, 1, Some(at(40))));
+    assert_eq!((created.created_at, created.updated_at), (at(0), at(10)));
+    assert_eq!(get(&s, &record.notification_id).await, Some(created.clone()), "and stores what it returns");
+    assert_eq!(s.notifications.list_for_event(&record.event_id).await.expect("list_for_event"), vec![created.clone()]);
+    let inbox = s.notifications.list_for_user(&record.user_id, 10, None).await.expect("list_for_user");
+    assert_eq!(inbox.items, vec![created.clone()], "the user's inbox lists it");
+
+    // Created by a claim, it is what a router create followed by the same claim makes.
+    let other = fixture.store().await;
+    assert!(create(&other, &record).await);
+    assert_eq!(transition(&other, &record.notification_id, &guard, &claim).await, TransitionOutcome::Applied(created));
+
+    let failed_record = queued("evt-2", 0);
+    let fail = Transition::to(Status::Failed, at(20)).reason("retries_exhausted").lease_until(None).last_error("dead-lettered 4 times");
+    let failed = match upsert(&s, &failed_record, &Guard::Claimable { now: at(20) }, &fail).await {
+        UpsertOutcome::Created(n) => n,
+        other => panic!("failing an absent notification: {other:?}"),
+    };
+    assert_eq!(failed, fail.apply(&failed_record));
+    assert_eq!((failed.status, failed.attempts, failed.reason.as_deref()), (Status::Failed, 0, Some("retries_exhausted")));
+    assert_eq!(get(&s, &failed_record.notification_id).await, Some(failed));
+}
+
+/// Where the notification exists and the guard holds (pending, scheduled, or sending whose lease
+/// ran out), the change is applied to it as a transition would: its own fields stay, attempts
+/// count on from its own; a field it lacks is taken from the record (`if_not_exists`).
+pub async fn notifications_upsert_applies_the_change_where_the_guard_holds(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let record = queued("evt-1", 5);
+    // Stored by someone else first (another copy of the job), with its own time and title.
+    let mut stored = queued("evt-1", 0);
+    stored.title = Some("Stored title".into());
+    stored.attempts = 2;
+    assert!(create(&s, &stored).await);
+    let (guard, claim) = claim_for_send(10, 30);
+    let claimed = match upsert(&s, &record, &guard, &claim).await {
+        UpsertOutcome::Applied(n) => n,
+        other => panic!("claiming a pending notification: {other:?}"),
+    };
+    assert_eq!(claimed, claim.apply(&stored), "the stored notification, claimed");
+    assert_eq!((claimed.attempts, claimed.created_at, claimed.title.as_deref()), (3, at(0), Some("Stored title")));
+    assert_eq!(get(&s, &record.notification_id).await, Some(claimed.clone()));
+
+    // Its lease ran out: taken over.
+    let (guard, claim) = claim_for_send(41, 30);
+    let taken = match upsert(&s, &record, &guard, &claim).await {
+        UpsertOutcome::Applied(n) => n,
+        other => panic!("taking over a lapsed lease: {other:?}"),
+    };
+    assert_eq!(taken, claim.apply(&claimed));
+    assert_eq!((taken.attempts, taken.lease_until), (4, Some(at(71))));
+    assert_eq!(get(&s, &record.notification_id).await, Some(taken));
+
+    // Scheduled is claimable; a field the stored one lacks comes from the record.
+    let mut scheduled = queued("evt-2", 0);
+    scheduled.status = Status::Scheduled;
+    scheduled.deliver_after = Some(at(100));
+    scheduled.body = None;
+    assert!(create(&s, &scheduled).await);
+    let (guard, claim) = claim_for_send(100, 30);
+    let claimed = match upsert(&s, &queued("evt-2", 0), &guard, &claim).await {
+        UpsertOutcome::Applied(n) => n,
+        other => panic!("claiming a scheduled notification: {other:?}"),
+    };
+    assert_eq!(claimed, Notification { body: queued("evt-2", 0).body, ..claim.apply(&scheduled) });
+    assert_eq!(claimed.deliver_after, Some(at(100)), "its own fields stay");
+    assert_eq!(get(&s, &scheduled.notification_id).await, Some(claimed));
+}
+
+/// Where the notification exists and the guard fails (a live lease; sent, failed, skipped,
+/// canceled), nothing is written and the notification is answered as it is.
+pub async fn notifications_upsert_is_rejected_where_the_guard_fails(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let record = queued("evt-1", 0);
+    let (guard, claim) = claim_for_send(10, 30);
+    let UpsertOutcome::Created(live) = upsert(&s, &record, &guard, &claim).await else { panic!("created") };
+    for now in [11, 40] {
+        let (guard, claim) = claim_for_send(now, 30);
+        assert_eq!(upsert(&s, &record, &guard, &claim).await, UpsertOutcome::Rejected(live.clone()), "a claim at +{now} under a lease until +40");
+    }
+    assert_eq!(get(&s, &record.notification_id).await, Some(live));
+
+    for (i, status) in [Status::Sent, Status::Failed, Status::Skipped, Status::Canceled].into_iter().enumerate() {
+        let mut done = queued(&format!("evt-final-{i}"), 0);
+        done.status = status;
+        done.title = None;
+        assert!(create(&s, &done).await);
+        let (guard, claim) = claim_for_send(100_000, 30);
+        assert_eq!(upsert(&s, &queued(&format!("evt-final-{i}"), 0), &guard, &claim).await, UpsertOutcome::Rejected(done.clone()), "{status}");
+        assert_eq!(get(&s, &done.notification_id).await, Some(done), "{status}: nothing written, not even the title");
+    }
+}
+
+/// Racing claims of a notification nobody wrote: one creates it, every other is rejected with it.
+pub async fn notifications_concurrent_upserts_create_once(fixture: &dyn StoreFixture) {
+    let s = fixture.store().await;
+    let record = queued("evt-1", 0);
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let (store, barrier, record) = (s.notifications.clone(), barrier.clone(), record.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let (guard, claim) = claim_for_send(10, 30);
+            store.upsert(&record, &guard, &claim.provider_message_id(format!("sender-{i}"))).await.expect("upsert")
+        }));
+    }
+    let (mut created, mut rejected) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await.expect("claiming task") {
+            UpsertOutcome::Created(n) => created.push(n),
+            UpsertOutcome::Rejected(n) => rejected.push(n),
+            UpsertOutcome::Applied(n) => panic!("a live claim was claimed again: {n:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one of {RACERS} racing claims creates it");
+    assert!(rejected.iter().all(|n| *n == created[0]), "every other one sees it");
+    assert_eq!(get(&s, &record.notification_id).await, Some(created.remove(0)));
 }
 
 pub async fn notifications_concurrent_claims_apply_once(fixture: &dyn StoreFixture) {

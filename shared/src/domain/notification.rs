@@ -348,6 +348,28 @@ impl Transition {
         }
         out
     }
+
+    /// What [`NotificationStore::upsert`](crate::ports::NotificationStore::upsert) writes:
+    /// `record` with the change applied when there is no `current` notification; otherwise the
+    /// change applied to `current`, where a field the change leaves alone and `current` lacks is
+    /// taken from `record` (DynamoDB's `if_not_exists`). Stores call this so every adapter writes
+    /// the same fields.
+    pub fn apply_or_create(&self, current: Option<&Notification>, record: &Notification) -> Notification {
+        let Some(current) = current else {
+            return self.apply(record);
+        };
+        let applied = self.apply(current);
+        // Fields the change sets are in both; fields it clears are in neither.
+        let (Ok(serde_json::Value::Object(mut fields)), Ok(serde_json::Value::Object(fill))) =
+            (serde_json::to_value(&applied), serde_json::to_value(self.apply(record)))
+        else {
+            return applied;
+        };
+        for (name, value) in fill {
+            fields.entry(name).or_insert(value);
+        }
+        serde_json::from_value(serde_json::Value::Object(fields)).unwrap_or(applied)
+    }
 }
 
 /// The condition a transition is written under (a DynamoDB `ConditionExpression` on AWS).

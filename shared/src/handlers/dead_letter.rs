@@ -11,8 +11,12 @@
 //!   one case where per-user order can break, written down in the README;
 //! - after that fails the notification as `retries_exhausted` (owing its fallback) and records
 //!   the job as a dead letter (`handlers::dead_letters`), for an operator to list and replay;
-//! - records a job it cannot read or whose notification does not exist as a dead letter, body
-//!   and all, and only then lets go of it: the record holds it from there on;
+//! - treats a job whose notification does not exist as one queued at once and never claimed
+//!   (its job carries the record: the router leaves the write to the sender's claim): redriven,
+//!   then failed by one conditional write that creates it `failed` (owing its fallback);
+//! - records a job it cannot read, or one without its record whose notification does not exist
+//!   (queued before routers left the write to the sender), as a dead letter, body and all, and
+//!   only then lets go of it: the record holds it from there on;
 //! - backs off on the store and queue like every other handler, so nothing here is lost to a
 //!   hiccup: the dead-letter queue itself has no redrive.
 
@@ -22,12 +26,13 @@ use std::time::Duration;
 use super::dead_letters::{dead_letter_of, park_or_record, record_dead_letter};
 use super::fallback::{self, FallbackDeps};
 use super::router::outgoing_message;
+use super::send::{Written, write_or_create};
 use super::sqs_batch::{ParkReason, Record, RecordOutcome, RetryPolicy};
 use crate::domain::notification::reason;
 use crate::domain::{Guard, Notification};
 use crate::jobs::{SendJob, decode};
 use crate::metrics;
-use crate::ports::{Clock, DeadLetterReason, DeadLetterStore, NotificationStore, OutgoingMessage, QueueSender, TransitionOutcome};
+use crate::ports::{Clock, DeadLetterReason, DeadLetterStore, NotificationStore, OutgoingMessage, QueueSender};
 
 /// How often a send job may go back from its dead-letter queue to its queue.
 pub const DEFAULT_MAX_REDRIVES: u32 = 3;
@@ -68,7 +73,9 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
         }
     };
     let current = match deps.notifications.get(&job.notification_id).await {
-        Ok(Some(n)) => n,
+        Ok(Some(n)) => Some(n),
+        // Queued at once and never claimed: its job carries its record.
+        Ok(None) if job.record().is_some() => None,
         Ok(None) => {
             tracing::error!(notification_id = %job.notification_id, "dead letter for an unknown notification kept for an operator");
             return park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::UnknownNotification, Some(&job))
@@ -79,8 +86,8 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
             return backoff();
         }
     };
-    if current.status.is_final() {
-        return given_up(deps, &record, &job, &current).await;
+    if let Some(current) = current.as_ref().filter(|n| n.status.is_final()) {
+        return given_up(deps, &record, &job, current).await;
     }
     let now = deps.clock.now();
     if job.redrives < deps.max_redrives {
@@ -100,21 +107,26 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
             }
         };
     }
-    let change = fallback::fail(&deps.fallback.catalog, &current, now, reason::RETRIES_EXHAUSTED)
-        .last_error(current.last_error.clone().unwrap_or_else(|| format!("dead-lettered {} times", job.redrives + 1)));
-    match deps.notifications.transition(&job.notification_id, &Guard::Claimable { now }, &change).await {
-        Ok(TransitionOutcome::Applied(n)) => {
-            metrics::notification_failed(n.channel, n.priority.lane());
-            tracing::warn!(notification_id = %n.notification_id, channel = n.channel.as_str(), attempts = n.attempts, "failed after its redrives");
-            given_up(deps, &record, &job, &n).await
+    let Some(failing) = current.clone().or_else(|| job.record()) else {
+        return backoff(); // not reached: one of the two exists
+    };
+    let last_error = current.and_then(|n| n.last_error).unwrap_or_else(|| format!("dead-lettered {} times", job.redrives + 1));
+    let change = fallback::fail(&deps.fallback.catalog, &failing, now, reason::RETRIES_EXHAUSTED).last_error(last_error);
+    // One conditional write, creating the notification failed if its sender never claimed it.
+    match write_or_create(deps.notifications.as_ref(), &job, &Guard::Claimable { now }, &change).await {
+        Ok(Written::Created(n)) => {
+            // Its first write: counted routed too, as its claim would have.
+            metrics::notification_routed(n.channel, n.priority.lane());
+            failed_after_redrives(deps, &record, &job, &n).await
         }
-        Ok(TransitionOutcome::Rejected(n)) if n.status.is_final() => given_up(deps, &record, &job, &n).await,
+        Ok(Written::Applied(n)) => failed_after_redrives(deps, &record, &job, &n).await,
+        Ok(Written::Rejected(n)) if n.status.is_final() => given_up(deps, &record, &job, &n).await,
         // A sender holds a live claim: see how it ends.
-        Ok(TransitionOutcome::Rejected(n)) => {
+        Ok(Written::Rejected(n)) => {
             let wait = n.lease_until.and_then(|u| Duration::try_from(u.duration_since(now)).ok()).unwrap_or_default();
             RecordOutcome::Retry(wait.max(Duration::from_secs(1)))
         }
-        Ok(TransitionOutcome::NotFound) => {
+        Ok(Written::Unknown) => {
             park_or_record(deps.dead_letters.as_ref(), deps.clock.as_ref(), &deps.retry, &record, ParkReason::UnknownNotification, Some(&job)).await
         }
         Err(e) => {
@@ -122,6 +134,12 @@ async fn handle(deps: &DeadLetterDeps, record: Record<'_>) -> RecordOutcome {
             backoff()
         }
     }
+}
+
+async fn failed_after_redrives(deps: &DeadLetterDeps, record: &Record<'_>, job: &SendJob, n: &Notification) -> RecordOutcome {
+    metrics::notification_failed(n.channel, n.priority.lane());
+    tracing::warn!(notification_id = %n.notification_id, channel = n.channel.as_str(), attempts = n.attempts, "failed after its redrives");
+    given_up(deps, record, job, n).await
 }
 
 /// A final notification: when this handler failed it after the job's redrives, the job is
@@ -197,7 +215,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dead_letter_for_an_unknown_notification_is_recorded() {
         let h = Harness::new().await;
-        let mut job = push(&h).await;
+        // Without its record (queued before routers left the write to the sender).
+        let mut job = SendJob { created_at: None, ..push(&h).await };
         job.notification_id = NotificationId::from_stored("ntf_unknown".into());
         assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
         assert!(h.queue.sent().is_empty());
@@ -232,6 +251,7 @@ mod tests {
     async fn a_final_notification_owing_its_fallback_gets_it_requested() {
         let h = Harness::new().await;
         let job = push(&h).await;
+        h.create(&job).await;
         h.force(&job.notification_id, Transition::to(Status::Failed, t0()).reason(reason::PROVIDER_REJECTED).fallback(owed())).await;
         assert_eq!(h.depth(EVENTS_FAST).await, 0);
 
@@ -249,6 +269,7 @@ mod tests {
     async fn a_final_notification_owing_nothing_is_done() {
         let h = Harness::new().await;
         let job = push(&h).await;
+        h.create(&job).await;
         let sent = h.force(&job.notification_id, Transition::to(Status::Sent, t0()).provider_message_id("p-1")).await;
 
         assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
@@ -271,8 +292,7 @@ mod tests {
         assert_eq!(sent[0].1.dedup_id, Some(format!("{}:redrive:1", job.notification_id)));
         let back: Vec<SendJob> = h.take(SEND_PUSH_FAST).await;
         assert_eq!(back, vec![SendJob { redrives: 1, ..job.clone() }]);
-        let n = h.notification(&job.notification_id).await;
-        assert_eq!((n.status, n.attempts), (Status::Pending, 0), "the notification is left to its sender");
+        assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None, "the notification is left to its sender's claim");
     }
 
     #[tokio::test(start_paused = true)]
@@ -341,6 +361,7 @@ mod tests {
     async fn a_failure_at_the_redrive_limit_keeps_the_last_provider_error() {
         let h = Harness::new().await;
         let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+        h.create(&job).await;
         h.force(&job.notification_id, Transition::to(Status::Pending, t0()).last_error("provider timeout")).await;
 
         assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
@@ -365,12 +386,12 @@ mod tests {
     async fn a_store_outage_at_the_failing_write_retries() {
         let h = Harness::new().await;
         let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
-        h.store.fail_next("transition", 1);
+        h.store.fail_next("upsert", 1);
 
         let RecordOutcome::Retry(after) = handle_job(&h, &job, 1).await else { panic!("retried") };
 
         assert_backoff(after, &HICCUP, 1);
-        assert_eq!(h.notification(&job.notification_id).await.status, Status::Pending);
+        assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None);
         assert!(h.queue.sent().is_empty());
     }
 
@@ -392,7 +413,7 @@ mod tests {
     async fn a_live_claim_of_a_sender_is_waited_for() {
         let h = Harness::new().await;
         let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
-        h.claim(&job.notification_id).await;
+        h.claim(&job).await;
         h.clock.advance(Duration::from_secs(15));
 
         assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Retry(h.lease() - Duration::from_secs(15)));
@@ -406,12 +427,35 @@ mod tests {
     async fn a_stale_claim_at_the_redrive_limit_is_failed() {
         let h = Harness::new().await;
         let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
-        h.claim(&job.notification_id).await;
+        h.claim(&job).await;
         h.clock.advance(h.lease() + Duration::from_secs(1));
 
         assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
 
         let n = h.notification(&job.notification_id).await;
         assert_eq!((n.status, n.reason.as_deref(), n.lease_until), (Status::Failed, Some(reason::RETRIES_EXHAUSTED), None));
+    }
+
+    #[test]
+    fn a_job_never_claimed_is_created_failed_at_its_redrive_limit_and_counted_once() {
+        use crate::metrics::{NOTIFICATIONS_FAILED, NOTIFICATIONS_ROUTED};
+        let ((), counters) = with_counters(async {
+            let h = Harness::new().await;
+            let job = SendJob { redrives: h.settings.max_redrives, ..push(&h).await };
+            assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None, "its sender never claimed it");
+
+            assert_eq!(handle_job(&h, &job, 1).await, RecordOutcome::Done);
+
+            let n = h.notification(&job.notification_id).await;
+            let record = job.record().unwrap();
+            assert_eq!((n.status, n.reason.as_deref(), n.attempts), (Status::Failed, Some(reason::RETRIES_EXHAUSTED), 0));
+            assert_eq!((&n.title, n.created_at, n.updated_at), (&record.title, t0(), t0()), "the record the job carries, failed");
+            assert_eq!(n.fallback, Some(FallbackProgress { channel: Channel::Sms, queued: true }), "its fallback requested");
+            assert_eq!((h.store.calls("upsert"), h.store.calls("create")), (1, 0), "one conditional write created it failed");
+            assert_eq!(recorded(&h).await[0].reason, DeadLetterReason::RetriesExhausted);
+            // The same dead letter again: final, nothing more.
+            assert_eq!(handle_job(&h, &job, 2).await, RecordOutcome::Done);
+        });
+        assert_eq!((count(&counters, NOTIFICATIONS_ROUTED), count(&counters, NOTIFICATIONS_FAILED)), (1, 1), "{counters:?}");
     }
 }

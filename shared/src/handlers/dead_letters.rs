@@ -14,7 +14,9 @@
 //!   budget, by a transition guarded on exactly that failure; its job is queued again on its
 //!   send queue under a fresh deduplication id, and the sender's claim makes it one send however
 //!   often it is queued;
-//! - a job still `pending` or `sending` is queued again (the claim, again, makes it one send);
+//! - a job still `pending` or `sending`, or whose notification was never written (the router
+//!   leaves that to the sender's claim, which creates it from the job's record), is queued
+//!   again (the claim, again, makes it one send);
 //! - a notification otherwise final (canceled, skipped, failed for another reason) or scheduled
 //!   is not touched (`not_replayable`);
 //! - anything else (unreadable, or naming no notification) goes back to its queue as it was.
@@ -307,6 +309,11 @@ async fn replay_one(deps: &DeadLetterApiDeps, letter: &DeadLetter) -> Result<Rep
             (ReplayOutcome::Replayed, None)
         }
         Some(job) => match deps.notifications.get(&job.notification_id).await? {
+            // Never claimed (its job carries the record the claim creates): queued again.
+            None if job.record().is_some() => {
+                requeue_send_job(deps, job, now).await?;
+                (ReplayOutcome::Replayed, None)
+            }
             None => {
                 requeue_as_is(deps, letter, now).await?;
                 (ReplayOutcome::Replayed, None)
@@ -382,7 +389,7 @@ mod tests {
     use crate::handlers::dead_letter::handle_dead_letter_record;
     use crate::handlers::send::handle_send_record;
     use crate::handlers::test_support::*;
-    use crate::jobs::encode;
+    use crate::jobs::{self, encode};
     use crate::ports::DeadLetterStore;
     use serde_json::json;
 
@@ -397,7 +404,7 @@ mod tests {
     /// `retries_exhausted`, the job recorded. Answers the job and its dead letter's id.
     async fn given_up(h: &Harness, event_id: &str) -> (SendJob, String) {
         let job = h.seed("order.completed", event_id, Channel::Push).await;
-        h.claim(&job.notification_id).await;
+        h.claim(&job).await;
         h.clock.advance(h.lease() + Duration::from_secs(1));
         let job = SendJob { redrives: h.settings.max_redrives, ..job };
         let body = encode(&job);
@@ -486,7 +493,8 @@ mod tests {
     async fn a_parked_job_is_requeued_as_it_was() {
         let h = Harness::new().await;
         assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, "{not a job", 1)).await, RecordOutcome::Done);
-        let mut unknown = h.seed("order.completed", "evt-2", Channel::Push).await;
+        // Without its record (queued before routers left the write to the sender).
+        let mut unknown = jobs::SendJob { created_at: None, ..h.seed("order.completed", "evt-2", Channel::Push).await };
         unknown.notification_id = NotificationId::from_stored("ntf_unknown".into());
         let unknown_body = encode(&unknown);
         assert_eq!(handle_dead_letter_record(&h.dead_letter(), record(DLQ, &unknown_body, 1)).await, RecordOutcome::Done);
@@ -637,5 +645,22 @@ mod tests {
         assert_eq!(source_queue("send-email-fast-dlq.fifo"), "send-email-fast.fifo");
         assert_eq!(source_queue("events-bulk-dlq.fifo"), "events-bulk.fifo");
         assert_eq!(source_queue("deferred-dlq"), "deferred");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_whose_notification_was_never_written_is_queued_again_for_its_claim() {
+        let h = Harness::new().await;
+        let job = SendJob { redrives: 2, ..h.seed("order.completed", "evt-3", Channel::Push).await };
+        let body = encode(&job);
+        let letter = crate::handlers::dead_letters::dead_letter_of(&record(DLQ, &body, 1), DeadLetterReason::UnknownNotification, Some(&job), t0());
+        h.store.inner.record_dead_letter(&letter).await.unwrap();
+
+        let answer = replay_ids(&h, &[&letter.id]).await;
+
+        assert_eq!(answer.results, [ReplayResult { id: letter.id.clone(), outcome: ReplayOutcome::Replayed, status: None }]);
+        let back: Vec<SendJob> = h.take(SEND_PUSH_FAST).await;
+        assert_eq!(back, [SendJob { redrives: 0, ..job.clone() }], "with a fresh redrive budget; its claim creates it");
+        assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None);
+        assert!(listed(&h).await.is_empty());
     }
 }

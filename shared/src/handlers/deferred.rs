@@ -89,6 +89,7 @@ mod tests {
     /// An email notification held until `deliver_after`, and its deferred job.
     async fn scheduled(h: &Harness, deliver_after: jiff::Timestamp) -> DeferredJob {
         let job = h.seed("order.completed", "evt-later", Channel::Email).await;
+        h.create(&job).await;
         h.force(&job.notification_id, Transition::to(Status::Scheduled, t0())).await;
         DeferredJob { queue: SEND_EMAIL_FAST.into(), deliver_after, job }
     }

@@ -3,8 +3,14 @@
 //! What goes, in this order (so that a retry after a partial failure still finds what is left:
 //! the profile, which names the addresses, is deleted last):
 //!
-//! 1. **Pending and scheduled notifications** are canceled (`reason: user_erased`), so no queued
-//!    send job (which carries the rendered message and the address) is delivered afterwards.
+//! 1. **Unsent notifications** of every event a notification of the user belongs to are
+//!    canceled (`reason: user_erased`): pending and scheduled ones, and — for each channel of
+//!    the event without a notification yet (its send job queued but not yet claimed: the router
+//!    leaves that first write to the sender's claim), and each fallback channel a notification
+//!    still sending may lead to — a `canceled` record is written in its place
+//!    (`queries::cancel_unsent`), so no queued send job (which carries the rendered message and
+//!    the address) is delivered afterwards: its claim meets a final notification and writes
+//!    nothing.
 //! 2. **Notification content** — the rendered title / subject and the provider's last error —
 //!    is removed from every notification of the user; their ids, channel, status, reason,
 //!    attempts, provider and times stay, so `GET /v1/events/{event_id}` still answers what
@@ -21,21 +27,27 @@
 //!
 //! Kept: the user id on the remaining notification and event records (the producer's own
 //! pseudonymous key, needed to answer status), until their retention TTL (90 days). Not
-//! reached: events accepted but not yet routed when the erasure runs (no notification names them
-//! yet); routing them finds no profile, so nothing is sent but WebSocket frames to connections
-//! opened afterwards, and their payload expires with the record.
+//! reached: events none of whose notifications has a record yet when the erasure runs — accepted
+//! but not yet routed, or routed with every notification queued at once and none claimed yet
+//! (events are found through the user's notifications; the events table has no index by user).
+//! Routing the former finds no profile, so nothing is sent but WebSocket frames to connections
+//! opened afterwards; the latter's jobs carry their addresses and are sent as queued (typically
+//! within milliseconds of routing: the window is the send queue's backlog). Their payload expires
+//! with the record.
 
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::callbacks::StatusCallbacks;
-use super::queries::{QueryError, parse_user_id};
+use super::queries::{QueryError, cancel_unsent, parse_user_id};
 use crate::domain::notification::reason;
-use crate::domain::{Channel, EventId, Guard, Notification, Profile, Status, Transition, UserId};
-use crate::ports::{Clock, ConnectionStore, EventStore, NotificationStore, ProfileStore, StoreError, SuppressionStore, TransitionOutcome};
+use crate::domain::{Channel, EventId, Notification, NotificationId, Profile, Status, Transition, UserId};
+use crate::ports::{Clock, ConnectionStore, EventStore, NotificationStore, ProfileStore, StoreError, SuppressionStore};
 
 pub struct ErasureDeps {
+    /// The event types: which channels an event is routed to, and their fallbacks.
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub events: Arc<dyn EventStore>,
     pub notifications: Arc<dyn NotificationStore>,
     pub profiles: Arc<dyn ProfileStore>,
@@ -116,21 +128,26 @@ pub async fn erase_user(deps: &ErasureDeps, tenant: &crate::domain::Tenant, user
         event_payloads_scrubbed: 0,
     };
 
+    // Every event of the user that has a notification: its unsent notifications canceled, and
+    // a canceled record written for each channel without one (a send job queued but not yet
+    // claimed meets it and is dropped, writing nothing).
     let notifications = all_notifications(deps, &user).await?;
-    let guard = Guard::StatusIn(vec![Status::Pending, Status::Scheduled]);
+    let events: BTreeSet<EventId> = notifications.iter().map(|n| n.event_id.clone()).collect();
     let cancel = Transition::to(Status::Canceled, now).reason(reason::USER_ERASED).lease_until(None);
-    let mut events: BTreeSet<EventId> = BTreeSet::new();
-    for n in &notifications {
-        if matches!(n.status, Status::Pending | Status::Scheduled)
-            && let TransitionOutcome::Applied(canceled) = deps.notifications.transition(&n.notification_id, &guard, &cancel).await?
-        {
+    let mut seen: BTreeMap<NotificationId, Notification> = notifications.into_iter().map(|n| (n.notification_id.clone(), n)).collect();
+    for event_id in &events {
+        let record = deps.events.get_event(event_id).await?;
+        let unsent = cancel_unsent(deps.notifications.as_ref(), &deps.catalog, event_id, record.as_ref(), &cancel).await?;
+        for canceled in &unsent.canceled {
             erasure.notifications_canceled += 1;
-            deps.callbacks.emit(&canceled).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
+            deps.callbacks.emit(canceled).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
         }
-        if deps.notifications.scrub_content(&n.notification_id).await? {
+        seen.extend(unsent.canceled.into_iter().chain(unsent.unchanged).map(|n| (n.notification_id.clone(), n)));
+    }
+    for id in seen.keys() {
+        if deps.notifications.scrub_content(id).await? {
             erasure.notifications_scrubbed += 1;
         }
-        events.insert(n.event_id.clone());
     }
     for event_id in &events {
         if deps.events.scrub_event_payload(event_id).await? {
@@ -177,7 +194,7 @@ mod tests {
     use crate::domain::notification::reason;
     use crate::handlers::sqs_batch::RecordOutcome;
     use crate::handlers::test_support::*;
-    use crate::jobs::encode;
+    use crate::jobs::{SendJob, encode};
     use crate::domain::NotificationId;
     use crate::ports::{Connection, Suppression, SuppressionReason};
 
@@ -198,6 +215,10 @@ mod tests {
     async fn erasure_removes_the_user_and_scrubs_what_stays_then_answers_404() {
         let h = Harness::new().await;
         let event_id = routed(&h, "evt-erase-1").await;
+        // Email and push queued, not yet claimed (nothing written); the WebSocket frame sent.
+        let queued: Vec<SendJob> = [h.take::<SendJob>("send-email-fast.fifo").await, h.take::<SendJob>("send-push-fast.fifo").await].concat();
+        let ws_job: Vec<SendJob> = h.take("send-websocket-fast.fifo").await;
+        h.claim(&ws_job[0]).await;
         let ws = NotificationId::derive(&event_id, Channel::Websocket);
         h.force(&ws, Transition::to(Status::Sent, t0()).last_error("earlier: timeout")).await;
         suppress(&h, Channel::Email, &EMAIL.to_uppercase()).await;
@@ -205,7 +226,7 @@ mod tests {
         suppress(&h, Channel::Email, "someone.else@example.com").await;
         let until = t0().checked_add(std::time::Duration::from_secs(3600)).unwrap();
         h.store.inner.put_connection(&Connection { connection_id: "c-1".into(), user_id: user(), connected_at: t0(), expires_at: until }).await.unwrap();
-        let deps = crate::wiring::erasure(&h.ports, &h.settings);
+        let deps = crate::wiring::erasure(&h.ports, h.catalog.clone(), &h.settings);
 
         let erased = erase_user(&deps, &crate::domain::Tenant::default_tenant(), USER).await.expect("erased");
 
@@ -215,7 +236,7 @@ mod tests {
             preferences: false,
             connections: 1,
             suppressions: 2,
-            notifications_scrubbed: 3,
+            notifications_scrubbed: 1,
             notifications_canceled: 2,
             event_payloads_scrubbed: 1,
         };
@@ -236,6 +257,14 @@ mod tests {
                 (Channel::Websocket, Status::Sent, None)
             ]
         );
+        // The queued jobs come to their sender after the erasure: dropped, unsent, nothing written.
+        let provider = ScriptedSender::new([]);
+        let sender = h.sender(provider.clone());
+        for job in &queued {
+            assert_eq!(crate::handlers::send::deliver(&sender, job, 1).await, RecordOutcome::Done);
+        }
+        assert_eq!(provider.calls(), 0, "nothing sent after the erasure");
+        assert_eq!(h.store.inner.list_for_event(&event_id).await.unwrap(), left, "no title written back");
         let record = h.store.inner.get_event(&event_id).await.unwrap().expect("the event stays");
         assert!(record.event.payload.is_null());
         assert_eq!(record.event.event_type, "order.completed");
@@ -251,7 +280,7 @@ mod tests {
         routed(&h, "evt-erase-2").await;
         suppress(&h, Channel::Email, EMAIL).await;
         h.store.fail_next("delete_recipient", 1);
-        let deps = crate::wiring::erasure(&h.ports, &h.settings);
+        let deps = crate::wiring::erasure(&h.ports, h.catalog.clone(), &h.settings);
 
         assert!(matches!(erase_user(&deps, &crate::domain::Tenant::default_tenant(), USER).await, Err(QueryError::Store(_))));
         assert!(h.store.inner.get_profile(&user()).await.unwrap().is_some(), "the profile goes last");

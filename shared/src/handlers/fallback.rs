@@ -109,7 +109,7 @@ mod tests {
     /// A push notification of `order.completed` failed for good, owing its SMS fallback.
     async fn failed_push(h: &Harness) -> Notification {
         let job = h.seed("order.completed", "evt-order-A-17", Channel::Push).await;
-        let n = h.notification(&job.notification_id).await;
+        let n = h.create(&job).await;
         h.force(&job.notification_id, fail(&h.catalog, &n, t0(), reason::PROVIDER_REJECTED)).await
     }
 
@@ -130,7 +130,7 @@ mod tests {
     async fn nothing_owed_does_nothing() {
         let h = Harness::new().await;
         let job = h.seed("order.completed", "evt-order-A-17", Channel::Email).await;
-        let n = h.notification(&job.notification_id).await;
+        let n = h.create(&job).await;
         let failed = h.force(&job.notification_id, fail(&h.catalog, &n, t0(), reason::PROVIDER_REJECTED)).await;
         assert_eq!(failed.fallback, None, "email of order.completed has no fallback");
 

@@ -287,6 +287,7 @@ mod tests {
     /// The sample's notification, seeded and sent.
     async fn sent_email(h: &Harness) -> NotificationId {
         let job = h.seed("order.completed", SAMPLE_EVENT, Channel::Email).await;
+        h.create(&job).await;
         h.force(&job.notification_id, Transition::to(Status::Sent, t0()).sent_at(t0())).await;
         job.notification_id
     }
@@ -337,7 +338,8 @@ mod tests {
     #[tokio::test]
     async fn a_bounce_for_a_notification_not_sent_suppresses_but_leaves_it() {
         let h = Harness::new().await;
-        let job = h.seed("order.completed", SAMPLE_EVENT, Channel::Email).await; // pending
+        let job = h.seed("order.completed", SAMPLE_EVENT, Channel::Email).await;
+        h.create(&job).await; // pending
         let outcomes = handle_feedback(&deps(&h), &sns(BOUNCE)).await.unwrap();
         assert_eq!(
             outcomes,

@@ -2,6 +2,7 @@
 //! WebSocket tokens.
 
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::auth::WsTokens;
@@ -64,6 +65,12 @@ pub async fn event_status(deps: &QueryDeps, tenant: &Tenant, event_id: &str) -> 
 
 /// What `DELETE /v1/events/{event_id}` did: the notifications it canceled now, and the others as
 /// they are (sending, sent, failed, skipped — or canceled before: the call is idempotent).
+///
+/// `canceled` also lists the `canceled` records written for channels that had no notification
+/// yet: a channel of the event whose send job is queued but not yet claimed by its sender (the
+/// router leaves that notification's first write to the sender's claim), or whose event is not
+/// routed yet; and a fallback channel that a notification still sending, or failed with its
+/// fallback requested, may yet be routed to. Each such record stops what would have created it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cancellation {
     pub event_id: EventId,
@@ -73,31 +80,106 @@ pub struct Cancellation {
 
 /// Cancels every notification of the event that has not started sending (`pending`,
 /// `scheduled` → `canceled`), each under a guard, so a sender that claims it at the same moment
-/// either wins (and it is sent) or finds it canceled (and drops its job). Every canceled
+/// either wins (and it is sent) or finds it canceled (and drops its job); and writes a `canceled`
+/// record for each channel without one yet (see [`Cancellation`]). Every canceled
 /// notification's status callback is queued (again, on a repeat: dropped as a duplicate).
 pub async fn cancel_event(deps: &QueryDeps, tenant: &Tenant, event_id: &str) -> Result<Cancellation, QueryError> {
     let id = parse_event_id(tenant, event_id)?;
-    deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
+    let record = deps.events.get_event(&id).await?.ok_or(QueryError::NotFound)?;
     let now = deps.clock.now();
-    let guard = Guard::StatusIn(vec![Status::Pending, Status::Scheduled]);
     let change = Transition::to(Status::Canceled, now).lease_until(None);
-    let (mut canceled, mut unchanged) = (Vec::new(), Vec::new());
-    for n in deps.notifications.list_for_event(&id).await? {
-        if !matches!(n.status, Status::Pending | Status::Scheduled) {
-            unchanged.push(n);
-            continue;
-        }
-        match deps.notifications.transition(&n.notification_id, &guard, &change).await? {
-            TransitionOutcome::Applied(done) => canceled.push(done),
-            TransitionOutcome::Rejected(now_is) => unchanged.push(now_is),
-            TransitionOutcome::NotFound => {}
-        }
-    }
+    let Unsent { canceled, unchanged } = cancel_unsent(deps.notifications.as_ref(), &deps.catalog, &id, Some(&record), &change).await?;
     for n in canceled.iter().chain(unchanged.iter().filter(|n| n.status == Status::Canceled)) {
         deps.callbacks.emit(n).await.map_err(|e| StoreError::Unavailable(format!("status callback not queued: {e}")))?;
     }
     tracing::info!(event_id = %id, canceled = canceled.len(), "event canceled");
     Ok(Cancellation { event_id: id, canceled, unchanged })
+}
+
+/// What [`cancel_unsent`] did.
+#[derive(Debug, Default)]
+pub(super) struct Unsent {
+    /// Canceled now: pending or scheduled ones, and records written canceled in place of none.
+    pub canceled: Vec<Notification>,
+    /// The others, as they are.
+    pub unchanged: Vec<Notification>,
+}
+
+/// Applies `cancel` (a transition to `canceled`) to every notification of the event that has not
+/// started sending, and — given its record — writes a canceled record (`cancel` applied to the
+/// notification as routed, created only where none exists) for every channel the event is
+/// routed to that has no notification yet, and for every fallback channel a notification still
+/// sending, or failed with its fallback requested, may lead to. A send job queued but not yet
+/// claimed then meets a final notification and is dropped; so is a route job not yet routed.
+/// Shared by the cancellation and the erasure.
+pub(super) async fn cancel_unsent(
+    store: &dyn NotificationStore,
+    catalog: &crate::catalog::Catalog,
+    event_id: &EventId,
+    record: Option<&EventRecord>,
+    cancel: &Transition,
+) -> Result<Unsent, StoreError> {
+    let mut out = Unsent::default();
+    let mut by_channel: BTreeMap<Channel, Notification> = BTreeMap::new();
+    for n in store.list_for_event(event_id).await? {
+        let n = cancel_one(store, n, cancel, &mut out).await?;
+        by_channel.insert(n.channel, n);
+    }
+    let Some((record, event_type)) = record.and_then(|r| catalog.event_type(&r.event.event_type).map(|t| (r, t))) else {
+        return Ok(out);
+    };
+    let event = &record.event;
+    let mut next: VecDeque<(Channel, Option<Channel>)> = crate::routing::requested_channels(event, event_type).into_iter().map(|c| (c, None)).collect();
+    let mut seen = BTreeSet::new();
+    while let Some((channel, fallback_for)) = next.pop_front() {
+        if !seen.insert(channel) {
+            continue;
+        }
+        let n = match by_channel.get(&channel) {
+            Some(n) => n.clone(),
+            None => {
+                let routed = Notification { fallback_for, ..Notification::pending(&event.event_id, &event.event_type, &event.user_id, channel, record.priority, cancel.at) };
+                let tombstone = cancel.apply(&routed);
+                if store.create(&tombstone).await? {
+                    out.canceled.push(tombstone.clone());
+                    tombstone
+                } else {
+                    // Written meanwhile (claimed, or routed): as any other.
+                    match store.get(&routed.notification_id).await? {
+                        Some(n) => cancel_one(store, n, cancel, &mut out).await?,
+                        None => continue,
+                    }
+                }
+            }
+        };
+        let fallback = match n.status {
+            Status::Sending => crate::handlers::fallback::owed_fallback(catalog, &event.event_type, channel).map(|f| f.channel),
+            Status::Failed => n.fallback.map(|f| f.channel),
+            _ => None,
+        };
+        next.extend(fallback.map(|f| (f, Some(channel))));
+    }
+    Ok(out)
+}
+
+/// Cancels `n` if it is pending or scheduled; answers it as it is after.
+async fn cancel_one(store: &dyn NotificationStore, n: Notification, cancel: &Transition, out: &mut Unsent) -> Result<Notification, StoreError> {
+    if !matches!(n.status, Status::Pending | Status::Scheduled) {
+        out.unchanged.push(n.clone());
+        return Ok(n);
+    }
+    let guard = Guard::StatusIn(vec![Status::Pending, Status::Scheduled]);
+    Ok(match store.transition(&n.notification_id, &guard, cancel).await? {
+        TransitionOutcome::Applied(done) => {
+            out.canceled.push(done.clone());
+            done
+        }
+        TransitionOutcome::Rejected(now_is) => {
+            out.unchanged.push(now_is.clone());
+            now_is
+        }
+        TransitionOutcome::NotFound => n,
+    })
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, QueryError> {
@@ -298,4 +380,137 @@ pub fn preview(deps: &QueryDeps, name: &str, body: &[u8]) -> Result<Preview, Que
         return Err(QueryError::Invalid(errors));
     }
     Ok(Preview { event_type: name.to_owned(), messages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::send::deliver;
+    use crate::handlers::sqs_batch::RecordOutcome;
+    use crate::handlers::test_support::*;
+    use crate::jobs::SendJob;
+    use crate::domain::{FallbackProgress, NotificationId};
+
+    const ORDER_QUEUES: [&str; 3] = ["send-email-fast.fifo", "send-push-fast.fifo", "send-websocket-fast.fifo"];
+
+    fn deps(h: &Harness) -> QueryDeps {
+        let tokens = Arc::new(WsTokens::new(&[7u8; 32], std::time::Duration::from_secs(60)).unwrap());
+        crate::wiring::queries(&h.ports, h.catalog.clone(), tokens, Arc::new(crate::adapters::memory::MemoryConnectionPoster::default()), &h.settings)
+    }
+
+    async fn cancel(h: &Harness, event_id: &str) -> Cancellation {
+        cancel_event(&deps(h), &Tenant::default_tenant(), event_id).await.expect("canceled")
+    }
+
+    fn channels(items: &[Notification]) -> Vec<(Channel, Status)> {
+        let mut out: Vec<_> = items.iter().map(|n| (n.channel, n.status)).collect();
+        out.sort_by_key(|(c, _)| crate::ports::store::channel_rank(*c));
+        out
+    }
+
+    /// The order event routed: its three send jobs queued, nothing written.
+    async fn routed(h: &Harness, event_id: &str) -> Vec<SendJob> {
+        let job = h.route_job(&event("order.completed", event_id)).await;
+        crate::handlers::router::route_event(&h.router(), &job).await.unwrap();
+        let mut jobs = Vec::new();
+        for queue in ORDER_QUEUES {
+            jobs.extend(h.take::<SendJob>(queue).await);
+        }
+        jobs
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_stops_notifications_queued_but_not_yet_claimed() {
+        let h = Harness::new().await;
+        let jobs = routed(&h, "evt-c-1").await;
+        assert!(h.store.inner.list_for_event(&jobs[0].event_id).await.unwrap().is_empty(), "nothing written yet");
+
+        let answer = cancel(&h, "evt-c-1").await;
+
+        let all = [(Channel::Email, Status::Canceled), (Channel::Push, Status::Canceled), (Channel::Websocket, Status::Canceled)];
+        assert_eq!(channels(&answer.canceled), all);
+        assert!(answer.unchanged.is_empty());
+        assert!(answer.canceled.iter().all(|n| n.title.is_none() && n.attempts == 0 && n.reason.is_none()), "no content in them");
+        let provider = ScriptedSender::new([]);
+        let sender = h.sender(provider.clone());
+        for job in &jobs {
+            assert_eq!(deliver(&sender, job, 1).await, RecordOutcome::Done);
+        }
+        assert_eq!(provider.calls(), 0, "the queued jobs meet canceled notifications and are dropped");
+        let stored = h.store.inner.list_for_event(&jobs[0].event_id).await.unwrap();
+        assert_eq!(stored, answer.canceled, "and write nothing");
+
+        // Idempotent: a repeat cancels nothing more.
+        let again = cancel(&h, "evt-c-1").await;
+        assert!(again.canceled.is_empty());
+        assert_eq!(channels(&again.unchanged), all);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_before_routing_stops_the_event() {
+        let h = Harness::new().await;
+        let job = h.route_job(&event("order.completed", "evt-c-2")).await; // accepted, not routed
+
+        let answer = cancel(&h, "evt-c-2").await;
+        assert_eq!(answer.canceled.len(), 3);
+
+        crate::handlers::router::route_event(&h.router(), &job).await.unwrap();
+        let provider = ScriptedSender::new([]);
+        let sender = h.sender(provider.clone());
+        for queue in ORDER_QUEUES {
+            for queued in h.take::<SendJob>(queue).await {
+                assert_eq!(deliver(&sender, &queued, 1).await, RecordOutcome::Done);
+            }
+        }
+        assert_eq!(provider.calls(), 0);
+        assert!(h.store.inner.list_for_event(&job.event.event_id).await.unwrap().iter().all(|n| n.status == Status::Canceled));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_leaves_what_started_and_stops_the_fallback_it_may_lead_to() {
+        let h = Harness::new().await;
+        let jobs = routed(&h, "evt-c-3").await;
+        let (email, push, websocket) = (&jobs[0], &jobs[1], &jobs[2]);
+        h.claim(push).await; // sending: may fail into its SMS fallback
+        h.claim(websocket).await;
+        h.force(&websocket.notification_id, Transition::to(Status::Sent, t0())).await;
+        h.create(email).await; // pending (written before, or back after a retry)
+
+        let answer = cancel(&h, "evt-c-3").await;
+
+        assert_eq!(channels(&answer.canceled), [(Channel::Email, Status::Canceled), (Channel::Sms, Status::Canceled)]);
+        assert_eq!(channels(&answer.unchanged), [(Channel::Push, Status::Sending), (Channel::Websocket, Status::Sent)]);
+        let sms = answer.canceled.iter().find(|n| n.channel == Channel::Sms).unwrap();
+        assert_eq!((sms.notification_id.clone(), sms.fallback_for), (NotificationId::derive(&push.event_id, Channel::Sms), Some(Channel::Push)));
+
+        // The push fails, its fallback is requested and routed: the SMS job meets its canceled record.
+        h.force(&push.notification_id, Transition::to(Status::Failed, t0()).fallback(Some(FallbackProgress { channel: Channel::Sms, queued: false }))).await;
+        let record = h.store.inner.get_event(&push.event_id).await.unwrap().unwrap();
+        let fallback = crate::jobs::RouteJob {
+            event: record.event,
+            priority: record.priority,
+            accepted_at: record.accepted_at,
+            fallback: Some(crate::jobs::FallbackRequest { channel: Channel::Sms, replaces: Channel::Push }),
+        };
+        crate::handlers::router::route_event(&h.router(), &fallback).await.unwrap();
+        let sms_jobs: Vec<SendJob> = h.take("send-sms-fast.fifo").await;
+        let provider = ScriptedSender::new([]);
+        assert_eq!(deliver(&h.sender(provider.clone()), &sms_jobs[0], 1).await, RecordOutcome::Done);
+        assert_eq!(provider.calls(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_event_gets_no_canceled_records() {
+        let h = Harness::new().await;
+        let jobs = routed(&h, "evt-c-4").await;
+        for job in &jobs {
+            h.claim(job).await;
+            h.force(&job.notification_id, Transition::to(Status::Sent, t0())).await;
+        }
+
+        let answer = cancel(&h, "evt-c-4").await;
+
+        assert!(answer.canceled.is_empty(), "no fallback can come of a sent notification: {:?}", answer.canceled);
+        assert_eq!(answer.unchanged.len(), 3);
+    }
 }

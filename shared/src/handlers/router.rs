@@ -1,5 +1,7 @@
-//! The router: for each accepted event, decide its channels, render each message, record one
-//! notification per channel and queue the send jobs (or hold them until their time).
+//! The router: for each accepted event, decide its channels, render each message and queue the
+//! send jobs (or hold them until their time). A notification queued at once is not written here:
+//! its job carries its record, which the sender's claim creates (`SendJob::record`); what is
+//! held (scheduled), skipped or failed here is recorded here.
 
 use jiff::Timestamp;
 use serde_json::json;
@@ -160,16 +162,7 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                         if let Some(sender) = &sender {
                             crate::ports::keys::stamp_sender(sender, channel, &mut message);
                         }
-                        notification.title = message.parts.get("subject").or_else(|| message.parts.get("title")).cloned();
-                        if channel == Channel::Websocket {
-                            // The in-app inbox shows it, long after the live frame.
-                            notification.body = message.parts.get("body").cloned();
-                        }
-                        if let Some(at) = deliver_at {
-                            notification.status = Status::Scheduled;
-                            notification.deliver_after = Some(at);
-                        }
-                        send_job = Some(SendJob {
+                        let queued = SendJob {
                             notification_id: notification_id.clone(),
                             event_id: event.event_id.clone(),
                             event_type: event.event_type.clone(),
@@ -180,7 +173,20 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                             message,
                             accepted_at: job.accepted_at,
                             redrives: 0,
-                        });
+                            created_at: Some(now),
+                            fallback_for: notification.fallback_for,
+                        };
+                        // The record the job carries (title, and the WebSocket's in-app body,
+                        // from the message): what the sender's claim creates, or what is
+                        // written here when the job is held.
+                        if let Some(record) = queued.record() {
+                            notification = record;
+                        }
+                        if let Some(at) = deliver_at {
+                            notification.status = Status::Scheduled;
+                            notification.deliver_after = Some(at);
+                        }
+                        send_job = Some(queued);
                     }
                 }
             }
@@ -194,6 +200,17 @@ pub async fn route_event(deps: &RouterDeps, job: &RouteJob) -> Result<Vec<Routed
                 send_job = None;
             }
 
+        // Queued at once: not written here. Its sender's claim is its first write (and counts it
+        // routed); a redelivered route job queues it again, which the queue's dedup id and the
+        // claim make harmless. What is held, skipped or failed here is written here.
+        if notification.status == Status::Pending
+            && let Some(job) = send_job
+        {
+            let (queue, message) = outgoing_message(job, None, now);
+            outgoing.entry(queue).or_default().push(message);
+            routed.push(Routed { channel, notification_id, status: Status::Pending });
+            continue;
+        }
         let created = deps.notifications.create(&notification).await.map_err(transient)?;
         let current = if created {
             // Counted once, when created: a redelivered route job finds it and counts nothing.
@@ -278,7 +295,7 @@ pub fn outgoing_message(job: SendJob, deliver_after: Option<Timestamp>, now: Tim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Event, FallbackProgress, Priority};
+    use crate::domain::{Event, FallbackProgress, Priority, Transition};
     use crate::handlers::test_support::*;
     use crate::jobs::FallbackRequest;
 
@@ -311,15 +328,20 @@ mod tests {
 
         assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
 
-        let notifications = stored(&h, &job).await;
-        let channels: Vec<_> = notifications.iter().map(|n| (n.channel, n.status, n.priority)).collect();
+        assert!(stored(&h, &job).await.is_empty(), "queued at once: their senders' claims write them");
+        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+        let mut jobs: Vec<Vec<SendJob>> = Vec::new();
+        for queue in ORDER_QUEUES {
+            jobs.push(h.take(queue).await);
+        }
+        let records: Vec<Notification> = jobs.iter().map(|j| j[0].record().expect("each job carries its record")).collect();
+        let channels: Vec<_> = records.iter().map(|n| (n.channel, n.status, n.priority)).collect();
         assert_eq!(
             channels,
             [(Channel::Email, Status::Pending, Priority::High), (Channel::Push, Status::Pending, Priority::High), (Channel::Websocket, Status::Pending, Priority::High)]
         );
-        assert!(notifications.iter().all(|n| n.attempts == 0 && n.fallback_for.is_none() && n.created_at == t0()));
-        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
-        let emails: Vec<SendJob> = h.take("send-email-fast.fifo").await;
+        assert!(records.iter().all(|n| n.attempts == 0 && n.fallback_for.is_none() && n.created_at == t0()));
+        let emails = &jobs[0];
         assert_eq!(emails[0].notification_id, NotificationId::derive(&job.event.event_id, Channel::Email));
         assert_eq!(emails[0].address, crate::ports::Address::Email { to: EMAIL.into() });
         assert_eq!(emails[0].message.part("subject"), "Order A-17 confirmed");
@@ -387,7 +409,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_create_failing_midway_is_retried_without_duplicates() {
         let h = Harness::new().await;
-        let job = order(&h).await;
+        // Held until its time: the router writes each one (scheduled).
+        let later = Event { send_after: Some(t0() + Duration::from_secs(3600)), ..event("order.completed", "evt-order-A-17") };
+        let job = h.route_job(&later).await;
         h.store.fail_after("create", 1, 1); // email is created, push fails
 
         let RecordOutcome::Retry(after) = handle(&h, &job, 1).await else { panic!("retried") };
@@ -402,8 +426,10 @@ mod tests {
         let all = stored(&h, &job).await;
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], first[0], "the email notification is the one created first");
+        assert!(all.iter().all(|n| n.status == Status::Scheduled));
         assert!(all[1..].iter().all(|n| n.created_at == t0() + Duration::from_secs(5)));
-        assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
+        let held: Vec<String> = h.queue.sent().into_iter().map(|(q, _)| q).collect();
+        assert_eq!(held, [DEFERRED_QUEUE; 3], "each held once, on the deferred queue");
         assert_eq!(h.store.calls("create"), 2 + 3);
     }
 
@@ -416,7 +442,7 @@ mod tests {
         let RecordOutcome::Retry(after) = handle(&h, &job, 1).await else { panic!("retried") };
         assert_backoff(after, &HICCUP, 1);
         assert!(h.depths().await.is_empty());
-        assert!(stored(&h, &job).await.iter().all(|n| n.status == Status::Pending));
+        assert!(stored(&h, &job).await.is_empty(), "nothing written for what it queues at once");
 
         assert_eq!(handle(&h, &job, 2).await, RecordOutcome::Done);
         assert_each_queue_holds_one(&h, &ORDER_QUEUES).await;
@@ -442,12 +468,12 @@ mod tests {
 
         assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
 
-        let all = stored(&h, &job).await;
-        assert_eq!(all.len(), 1);
-        assert_eq!((all[0].channel, all[0].status, all[0].fallback_for), (Channel::Sms, Status::Pending, Some(Channel::Push)));
+        assert!(stored(&h, &job).await.is_empty());
         assert_each_queue_holds_one(&h, &["send-sms-fast.fifo"]).await;
         let sms: Vec<SendJob> = h.take("send-sms-fast.fifo").await;
         assert_eq!(sms[0].address, crate::ports::Address::Phone { number: PHONE.into() });
+        let record = sms[0].record().unwrap();
+        assert_eq!((record.channel, record.status, record.fallback_for), (Channel::Sms, Status::Pending, Some(Channel::Push)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -501,9 +527,10 @@ mod tests {
 
         // The fallback job, routed in turn, creates the SMS notification.
         assert_eq!(route_event(&h.router(), &fallbacks[0]).await.unwrap().len(), 1);
-        let sms = h.notification(&NotificationId::derive(&job.event.event_id, Channel::Sms)).await;
-        assert_eq!((sms.status, sms.fallback_for), (Status::Pending, Some(Channel::Email)));
         assert_each_queue_holds_one(&h, &["send-sms-bulk.fifo"]).await;
+        let sms: Vec<SendJob> = h.take("send-sms-bulk.fifo").await;
+        let sms = sms[0].record().unwrap();
+        assert_eq!((sms.notification_id, sms.status, sms.fallback_for), (NotificationId::derive(&job.event.event_id, Channel::Sms), Status::Pending, Some(Channel::Email)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -542,14 +569,15 @@ mod tests {
         let email = &all[0];
         assert_eq!((email.channel, email.status, email.reason.as_deref()), (Channel::Email, Status::Skipped, Some(reason::SUPPRESSED)));
         assert_eq!((email.attempts, email.fallback), (0, None), "not attempted, no fallback owed");
-        assert!(all[1..].iter().all(|n| n.status == Status::Pending), "the other channels go out: {all:?}");
+        assert_eq!(all.len(), 1, "the other channels go out, written by their claims: {all:?}");
         assert_each_queue_holds_one(&h, &["send-push-fast.fifo", "send-websocket-fast.fifo"]).await;
 
         // Lifted: the next event is delivered.
         assert!(h.store.inner.remove_suppression(&crate::domain::Tenant::default_tenant(), Channel::Email, EMAIL).await.unwrap());
         let next = h.route_job(&event("order.completed", "evt-order-A-18")).await;
         assert_eq!(handle(&h, &next, 1).await, RecordOutcome::Done);
-        assert_eq!(stored(&h, &next).await[0].status, Status::Pending);
+        assert!(stored(&h, &next).await.is_empty());
+        assert_eq!(h.depth("send-email-fast.fifo").await, 1, "queued");
     }
 
     #[tokio::test(start_paused = true)]
@@ -639,5 +667,44 @@ mod tests {
         let letters = h.store.inner.list_dead_letters(Some("events-fast-dlq.fifo"), 10, None).await.unwrap().items;
         assert_eq!(letters.len(), 1);
         assert_eq!((letters[0].reason, letters[0].body.as_str()), (DeadLetterReason::Unreadable, r#"{"event": null}"#));
+    }
+
+    /// The record a queued job carries is what the router wrote before it left that write to the
+    /// sender: created by the claim, the notification is what create + claim made.
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_notification_is_created_by_its_claim_as_the_router_wrote_it_before() {
+        let h = Harness::new().await;
+        let job = order(&h).await;
+        assert_eq!(handle(&h, &job, 1).await, RecordOutcome::Done);
+        let fallback = RouteJob { fallback: Some(FallbackRequest { channel: Channel::Sms, replaces: Channel::Push }), ..job.clone() };
+        h.clock.advance(Duration::from_secs(1));
+        route_event(&h.router(), &fallback).await.unwrap();
+        let mut jobs: Vec<SendJob> = Vec::new();
+        for queue in ["send-email-fast.fifo", "send-websocket-fast.fifo", "send-sms-fast.fifo"] {
+            jobs.extend(h.take::<SendJob>(queue).await);
+        }
+        assert_eq!(jobs.len(), 3);
+        let e = &job.event;
+        let as_written_before = |channel: Channel, title: &str, body: Option<&str>, fallback_for: Option<Channel>, at: Timestamp| Notification {
+            title: Some(title.to_owned()),
+            body: body.map(str::to_owned),
+            fallback_for,
+            ..Notification::pending(&e.event_id, &e.event_type, &e.user_id, channel, Priority::High, at)
+        };
+        let websocket_body = jobs[1].message.part("body").to_owned();
+        let expected = [
+            as_written_before(Channel::Email, "Order A-17 confirmed", None, None, t0()),
+            as_written_before(Channel::Websocket, jobs[1].message.part("title"), Some(&websocket_body), None, t0()),
+            Notification { title: None, ..as_written_before(Channel::Sms, "", None, Some(Channel::Push), t0() + Duration::from_secs(1)) },
+        ];
+        h.clock.advance(Duration::from_secs(1));
+        for (job, before) in jobs.iter().zip(expected) {
+            let claim = Transition::to(Status::Sending, h.clock.now()).count_attempt().lease_until(Some(h.clock.now() + Duration::from_secs(30)));
+            let crate::ports::UpsertOutcome::Created(created) = h.store.inner.upsert(&job.record().unwrap(), &crate::domain::Guard::Claimable { now: h.clock.now() }, &claim).await.unwrap() else {
+                panic!("created by the claim")
+            };
+            assert_eq!(created, claim.apply(&before), "{}", job.channel);
+            assert_eq!(h.notification(&job.notification_id).await, created);
+        }
     }
 }

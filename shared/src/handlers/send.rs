@@ -1,6 +1,11 @@
 //! A channel's sender: claim the notification, hand the message to the provider, record the
 //! outcome.
 //!
+//! - The claim is one conditional write that also creates the notification from the record its
+//!   job carries when nobody wrote it yet (the router does not write what it queues at once):
+//!   the notification's first write, counted as routed then. A claim that meets a final
+//!   notification (sent, failed, skipped, or canceled before it was claimed — a cancellation
+//!   writes a `canceled` record where none exists) drops the job.
 //! - Transient provider errors are retried with backoff (the message's visibility) until the
 //!   channel's [`RetryPolicy`] runs out of attempts; then the notification fails as
 //!   `retries_exhausted`. A provider's "slow down" ([`SendError::Throttled`]) waits as long as the
@@ -24,7 +29,7 @@ use crate::jobs::{SendJob, decode};
 use crate::metrics;
 use crate::ports::queue::MAX_VISIBILITY;
 use crate::ports::suppression::suppressible_address;
-use crate::ports::{ChannelSender, Clock, Delivery, NotificationStore, Suppression, SuppressionReason, SuppressionStore, SendError, StoreError, TransitionOutcome};
+use crate::ports::{ChannelSender, Clock, Delivery, NotificationStore, Suppression, SuppressionReason, SuppressionStore, SendError, StoreError, TransitionOutcome, UpsertOutcome};
 
 pub struct SendDeps {
     pub notifications: Arc<dyn NotificationStore>,
@@ -69,9 +74,14 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob, receive_count: u32) -> Reco
     let now = deps.clock.now();
     let lease_until = now.checked_add(deps.lease).unwrap_or(now);
     let claim = Transition::to(Status::Sending, now).count_attempt().lease_until(Some(lease_until));
-    let claimed = match deps.notifications.transition(&job.notification_id, &Guard::Claimable { now }, &claim).await {
-        Ok(TransitionOutcome::Applied(n)) => n,
-        Ok(TransitionOutcome::Rejected(current)) => {
+    let claimed = match write_or_create(deps.notifications.as_ref(), job, &Guard::Claimable { now }, &claim).await {
+        Ok(Written::Created(n)) => {
+            // The notification's first write: counted routed here, once (the router wrote nothing).
+            metrics::notification_routed(job.channel, job.priority.lane());
+            n
+        }
+        Ok(Written::Applied(n)) => n,
+        Ok(Written::Rejected(current)) => {
             if current.status.is_final() {
                 tracing::info!(notification_id = %job.notification_id, status = %current.status, "already handled; duplicate job dropped");
                 return settle_fallback(deps, &current, receive_count).await;
@@ -80,7 +90,7 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob, receive_count: u32) -> Reco
             let wait = until(now, current.lease_until).unwrap_or(deps.lease);
             return RecordOutcome::Retry(wait.max(Duration::from_secs(1)));
         }
-        Ok(TransitionOutcome::NotFound) => {
+        Ok(Written::Unknown) => {
             tracing::error!(notification_id = %job.notification_id, "send job for an unknown notification");
             return RecordOutcome::Park(ParkReason::UnknownNotification);
         }
@@ -155,6 +165,36 @@ pub async fn deliver(deps: &SendDeps, job: &SendJob, receive_count: u32) -> Reco
         Err(e) => tracing::warn!(notification_id = %job.notification_id, channel = job.channel.as_str(), attempt = claimed.attempts, error = %e, "not sent"),
     }
     record_outcome(deps, job, &claimed, change, outcome, latency, receive_count).await
+}
+
+/// What a guarded write of a job's notification found.
+pub(super) enum Written {
+    /// The notification did not exist: the write created it, from the job's record.
+    Created(Notification),
+    Applied(Notification),
+    /// The guard did not hold: the notification as it is.
+    Rejected(Notification),
+    /// A job without its record (queued before routers left the write to the sender) whose
+    /// notification does not exist.
+    Unknown,
+}
+
+/// `change` under `guard` in one conditional write: to the job's notification, or, for a job
+/// carrying its record that nobody wrote yet, creating it with the change applied (the sender's
+/// claim; the dead-letter handler's failure). A job without its record only transitions.
+pub(super) async fn write_or_create(store: &dyn NotificationStore, job: &SendJob, guard: &Guard, change: &Transition) -> Result<Written, StoreError> {
+    Ok(match job.record() {
+        Some(record) => match store.upsert(&record, guard, change).await? {
+            UpsertOutcome::Created(n) => Written::Created(n),
+            UpsertOutcome::Applied(n) => Written::Applied(n),
+            UpsertOutcome::Rejected(n) => Written::Rejected(n),
+        },
+        None => match store.transition(&job.notification_id, guard, change).await? {
+            TransitionOutcome::Applied(n) => Written::Applied(n),
+            TransitionOutcome::Rejected(n) => Written::Rejected(n),
+            TransitionOutcome::NotFound => Written::Unknown,
+        },
+    })
 }
 
 /// Writes the outcome under the claim (`sending`), counts it, and requests an owed fallback.
@@ -427,7 +467,7 @@ mod tests {
         let provider = ScriptedSender::new([]);
         let deps = h.sender(provider.clone());
         let job = push(&h).await;
-        h.claim(&job.notification_id).await;
+        h.claim(&job).await;
         h.clock.advance(Duration::from_secs(20));
 
         assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Retry(h.lease() - Duration::from_secs(20)));
@@ -443,7 +483,7 @@ mod tests {
         let (outbox, provider) = outbox();
         let deps = h.sender(provider);
         let job = push(&h).await;
-        h.claim(&job.notification_id).await;
+        h.claim(&job).await;
         h.clock.advance(h.lease() + Duration::from_secs(1));
 
         assert_eq!(deliver(&deps, &job, 2).await, RecordOutcome::Done);
@@ -500,6 +540,7 @@ mod tests {
         let provider = ScriptedSender::new([]);
         let deps = h.sender(provider.clone());
         let job = push(&h).await;
+        h.create(&job).await;
         let owed = Some(FallbackProgress { channel: Channel::Sms, queued: false });
         h.force(&job.notification_id, Transition::to(Status::Failed, t0()).reason(reason::PROVIDER_REJECTED).fallback(owed)).await;
         assert_eq!(h.depth(EVENTS_FAST).await, 0);
@@ -538,14 +579,18 @@ mod tests {
         let provider = ScriptedSender::new([]);
         let deps = h.sender(provider.clone());
         let job = push(&h).await;
-        h.store.fail_next("transition", 1);
+        h.store.fail_next("upsert", 1);
 
         let RecordOutcome::Retry(after) = deliver(&deps, &job, 3).await else { panic!("retried") };
 
         assert_backoff(after, &HICCUP, 3);
         assert_eq!(provider.calls(), 0);
+        assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None, "nothing written");
+        h.create(&job).await;
+        h.store.fail_next("upsert", 1);
+        assert!(matches!(deliver(&deps, &job, 4).await, RecordOutcome::Retry(_)));
         let n = h.notification(&job.notification_id).await;
-        assert_eq!((n.status, n.attempts), (Status::Pending, 0));
+        assert_eq!((n.status, n.attempts), (Status::Pending, 0), "an existing one is left as it was");
     }
 
     #[tokio::test(start_paused = true)]
@@ -554,13 +599,13 @@ mod tests {
         let (outbox, provider) = outbox();
         let deps = h.sender(provider);
         let job = push(&h).await;
-        h.store.fail_after("transition", 1, 1); // the claim passes, the first outcome write fails
+        h.store.fail_next("transition", 1); // the claim (an upsert) passes, the first outcome write fails
 
         assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
 
         assert_eq!(h.notification(&job.notification_id).await.status, Status::Sent);
         assert_eq!(outbox.len(), 1);
-        assert_eq!(h.store.calls("transition"), 3, "claim, failed write, write");
+        assert_eq!((h.store.calls("upsert"), h.store.calls("transition")), (1, 2), "claim; failed write, write");
     }
 
     #[test]
@@ -570,7 +615,7 @@ mod tests {
             let (outbox, provider) = outbox();
             let deps = h.sender(provider);
             let job = push(&h).await;
-            h.store.apply_then_fail_after("transition", 1, 1);
+            h.store.apply_then_fail_after("transition", 0, 1);
 
             assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
 
@@ -588,7 +633,7 @@ mod tests {
             let (_outbox, provider) = outbox();
             let deps = h.sender(provider);
             let job = push(&h).await;
-            h.store.apply_then_fail_after("transition", 1, 1);
+            h.store.apply_then_fail_after("transition", 0, 1);
             assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
             assert_eq!(h.notification(&job.notification_id).await.status, Status::Sent);
         });
@@ -615,14 +660,14 @@ mod tests {
         let (outbox, provider) = outbox();
         let deps = h.sender(provider);
         let job = push(&h).await;
-        h.store.fail_after("transition", 1, OUTCOME_WRITE_TRIES);
+        h.store.fail_next("transition", OUTCOME_WRITE_TRIES);
 
         let RecordOutcome::Retry(after) = deliver(&deps, &job, 1).await else { panic!("retried") };
 
         assert!(after >= h.lease(), "not before the claim lapses: {after:?}");
         assert_eq!(outbox.len(), 1);
         assert_eq!(h.notification(&job.notification_id).await.status, Status::Sending);
-        assert_eq!(h.store.calls("transition"), 1 + OUTCOME_WRITE_TRIES);
+        assert_eq!(h.store.calls("transition"), OUTCOME_WRITE_TRIES);
     }
 
     #[tokio::test(start_paused = true)]
@@ -633,7 +678,7 @@ mod tests {
         let job = push(&h).await;
         // Senders that died mid-call: each claim counted, no outcome recorded.
         for _ in 0..RETRY.max_attempts {
-            h.claim(&job.notification_id).await;
+            h.claim(&job).await;
             h.clock.advance(h.lease() + Duration::from_secs(1));
         }
 
@@ -655,11 +700,12 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_job_for_an_unknown_notification_is_parked() {
+    async fn a_job_without_its_record_for_an_unknown_notification_is_parked() {
         let h = Harness::new().await;
         let provider = ScriptedSender::new([]);
         let deps = h.sender(provider.clone());
-        let mut job = push(&h).await;
+        // Queued before routers left the notification's write to the sender: no record.
+        let mut job = SendJob { created_at: None, ..push(&h).await };
         job.notification_id = NotificationId::from_stored("ntf_unknown".into());
         let body = encode(&job);
 
@@ -667,5 +713,72 @@ mod tests {
 
         assert_eq!(outcome, RecordOutcome::Park(ParkReason::UnknownNotification));
         assert_eq!(provider.calls(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_without_its_record_claims_the_notification_its_router_wrote() {
+        let h = Harness::new().await;
+        let (outbox, provider) = outbox();
+        let deps = h.sender(provider);
+        let job = push(&h).await;
+        h.create(&job).await;
+
+        assert_eq!(deliver(&deps, &SendJob { created_at: None, ..job.clone() }, 1).await, RecordOutcome::Done);
+
+        assert_eq!((h.notification(&job.notification_id).await.status, outbox.len()), (Status::Sent, 1));
+        assert_eq!(h.store.calls("upsert"), 0, "a plain transition");
+    }
+
+    #[test]
+    fn the_claim_is_the_first_write_of_a_queued_notification_and_counts_it_routed_once() {
+        let ((), counters) = with_counters(async {
+            let h = Harness::new().await;
+            let (outbox, provider) = outbox();
+            let deps = h.sender(provider);
+            let job = push(&h).await;
+            assert_eq!(h.store.inner.get(&job.notification_id).await.unwrap(), None, "nobody wrote it");
+
+            h.clock.advance(Duration::from_secs(2));
+            assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
+
+            let n = h.notification(&job.notification_id).await;
+            assert_eq!((n.status, n.attempts, n.created_at, n.sent_at), (Status::Sent, 1, t0(), Some(t0() + Duration::from_secs(2))));
+            assert_eq!(n.title.as_deref(), Some(job.message.part("title")), "the record the job carries");
+            assert_eq!(outbox.len(), 1);
+            assert_eq!((h.store.calls("create"), h.store.calls("upsert"), h.store.calls("transition")), (0, 1, 1), "claim (creating it), outcome");
+            // Its job again: a final notification, dropped.
+            assert_eq!(deliver(&deps, &job, 2).await, RecordOutcome::Done);
+            assert_eq!(outbox.len(), 1);
+        });
+        assert_eq!(count(&counters, crate::metrics::NOTIFICATIONS_ROUTED), 1, "{counters:?}");
+        assert_eq!(count(&counters, NOTIFICATIONS_SENT), 1, "{counters:?}");
+    }
+
+    #[test]
+    fn claiming_a_notification_written_before_counts_nothing_routed() {
+        let ((), counters) = with_counters(async {
+            let h = Harness::new().await;
+            let (_outbox, provider) = outbox();
+            let deps = h.sender(provider);
+            let job = push(&h).await;
+            h.create(&job).await; // scheduled and released, or back to pending after a retry
+            assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
+        });
+        assert_eq!(count(&counters, crate::metrics::NOTIFICATIONS_ROUTED), 0, "counted by whoever wrote it: {counters:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_whose_notification_was_canceled_before_its_claim_is_dropped_unsent() {
+        let h = Harness::new().await;
+        let provider = ScriptedSender::new([]);
+        let deps = h.sender(provider.clone());
+        let job = push(&h).await;
+        let canceled = Transition::to(Status::Canceled, t0()).apply(&job.record().unwrap());
+        assert!(h.store.inner.create(&canceled).await.unwrap());
+
+        assert_eq!(deliver(&deps, &job, 1).await, RecordOutcome::Done);
+
+        assert_eq!(provider.calls(), 0);
+        assert_eq!(h.notification(&job.notification_id).await, canceled, "nothing written, not even its title");
     }
 }

@@ -27,7 +27,7 @@ use crate::jobs::{RouteJob, SendJob};
 use crate::ports::{ProviderReceipt, 
     ChannelSender, Claim, Clock, Connection, ConnectionStore, Delivery, EventRecord, EventStore, IdempotencyStore, NotificationStore,
     OutgoingMessage, Page, ProfileStore, QueueError, QueueReceiver, QueueSender, ReceivedMessage, SendError, StoreError, StoredResponse,
-    TransitionOutcome, VisibilityControl,
+    TransitionOutcome, UpsertOutcome, VisibilityControl,
 };
 use crate::ports::{DeadLetter, DeadLetterStore, Pace, RateLimiter, Suppression, SuppressionStore};
 use crate::routing::address_for;
@@ -126,6 +126,7 @@ const STORE_OPS: &[&str] = &[
     "create",
     "get",
     "transition",
+    "upsert",
     "list_for_event",
     "list_for_user",
     "get_profile",
@@ -235,6 +236,10 @@ impl NotificationStore for FlakyStore {
 
     async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
         self.run("transition", self.inner.transition(id, guard, change)).await
+    }
+
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError> {
+        self.run("upsert", self.inner.upsert(record, guard, change)).await
     }
 
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError> {
@@ -657,8 +662,9 @@ impl Harness {
         RouteJob { event: record.event, priority: record.priority, accepted_at: record.accepted_at, fallback: None }
     }
 
-    /// A notification of a built-in event type routed to `channel` and left `pending`, and the
-    /// send job the router would queue for it (rendered from the catalog's English templates).
+    /// The send job the router queues at once for a built-in event type on `channel` (rendered
+    /// from the catalog's English templates), its event recorded. As the router does, nothing
+    /// writes its notification: the sender's claim creates it from the job's record.
     pub(crate) async fn seed(&self, event_type: &str, event_id: &str, channel: Channel) -> SendJob {
         let event = event(event_type, event_id);
         let record = self.accept(&event).await;
@@ -668,12 +674,8 @@ impl Harness {
             event: json!({"event_id": event_id, "event_type": event_type}),
         };
         let message = self.catalog.templates().render(event_type, "en", channel, &ctx).expect("the template renders");
-        let notification_id = NotificationId::derive(&event.event_id, channel);
-        let now = t0();
-        let notification = Notification::pending(&event.event_id, event_type, &user(), channel, record.priority, now);
-        assert!(self.store.inner.create(&notification).await.unwrap(), "seeded once");
         SendJob {
-            notification_id,
+            notification_id: NotificationId::derive(&event.event_id, channel),
             event_id: event.event_id,
             event_type: event_type.into(),
             user_id: user(),
@@ -683,7 +685,17 @@ impl Harness {
             message,
             accepted_at: record.accepted_at,
             redrives: 0,
+            created_at: Some(t0()),
+            fallback_for: None,
         }
+    }
+
+    /// Writes the job's notification as it is before any claim (`pending`): as a router wrote it
+    /// before it left that to the sender, or as a sender leaves it after a retryable failure.
+    pub(crate) async fn create(&self, job: &SendJob) -> Notification {
+        let n = job.record().expect("a job carrying its record");
+        assert!(self.store.inner.create(&n).await.unwrap(), "created once");
+        n
     }
 
     /// Sets the notification's status behind the handlers' backs (as another function would).
@@ -694,13 +706,15 @@ impl Harness {
         }
     }
 
-    /// A sender's claim made now, as `send::deliver` makes it (one attempt counted, leased).
-    pub(crate) async fn claim(&self, id: &NotificationId) -> Notification {
+    /// A sender's claim of the job's notification made now, as `send::deliver` makes it (one
+    /// attempt counted, leased; creating the notification if nobody wrote it yet).
+    pub(crate) async fn claim(&self, job: &SendJob) -> Notification {
         let now = self.clock.now();
         let claim = Transition::to(Status::Sending, now).count_attempt().lease_until(Some(now.checked_add(self.lease()).unwrap()));
-        match self.store.inner.transition(id, &Guard::Claimable { now }, &claim).await.unwrap() {
-            TransitionOutcome::Applied(n) => n,
-            other => panic!("could not claim {id}: {other:?}"),
+        let record = job.record().expect("a job carrying its record");
+        match self.store.inner.upsert(&record, &Guard::Claimable { now }, &claim).await.unwrap() {
+            UpsertOutcome::Created(n) | UpsertOutcome::Applied(n) => n,
+            other => panic!("could not claim {}: {other:?}", job.notification_id),
         }
     }
 

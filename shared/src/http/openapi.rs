@@ -183,8 +183,8 @@ mod tests {
         let tokens = Arc::new(WsTokens::new(&[7u8; 32], std::time::Duration::from_secs(60)).expect("tokens"));
         let settings = Settings::default();
         super::super::ingest_routes(Arc::new(wiring::ingest(&ports, catalog.clone(), &settings)), keys.clone())
-            .merge(super::super::api_routes(Arc::new(wiring::queries(&ports, catalog, tokens, Arc::new(crate::adapters::memory::MemoryConnectionPoster::default()), &settings)), keys.clone()))
-            .merge(super::super::privacy::erasure_routes(Arc::new(wiring::erasure(&ports, &settings)), keys))
+            .merge(super::super::api_routes(Arc::new(wiring::queries(&ports, catalog.clone(), tokens, Arc::new(crate::adapters::memory::MemoryConnectionPoster::default()), &settings)), keys.clone()))
+            .merge(super::super::privacy::erasure_routes(Arc::new(wiring::erasure(&ports, catalog, &settings)), keys))
             .merge(super::super::privacy::unsubscribe_routes(Arc::new(wiring::unsubscribe(
                 &ports,
                 Arc::new(crate::auth::UnsubscribeTokens::from_user_token_secret(&[7u8; 32], std::time::Duration::from_secs(60)).expect("tokens")),

@@ -19,5 +19,5 @@ pub use queue::{BatchQueue, OutgoingMessage, QueueError, QueueReceiver, QueueSen
 pub use suppression::{Suppression, SuppressionReason, SuppressionStore, suppression_key};
 pub use store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome,
+    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, UpsertOutcome,
 };

@@ -108,6 +108,17 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
+/// What [`NotificationStore::upsert`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UpsertOutcome {
+    /// No notification had the id: the record was created, with the change applied.
+    Created(Notification),
+    /// The guard held: the change was applied.
+    Applied(Notification),
+    /// The guard did not hold: the notification as it is now.
+    Rejected(Notification),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -121,6 +132,12 @@ pub trait NotificationStore: Send + Sync {
     async fn create(&self, notification: &Notification) -> Result<bool, StoreError>;
     async fn get(&self, id: &NotificationId) -> Result<Option<Notification>, StoreError>;
     async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError>;
+    /// A transition whose notification may not exist yet, in one conditional write: creates
+    /// `record` with `change` applied when no notification has its id, else applies `change`
+    /// if `guard` holds (see [`Transition::apply_or_create`]). The sender's claim of a
+    /// notification the router queued without writing it, and the dead-letter handler's failure
+    /// of one never claimed, are this.
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError>;
     /// Every notification of one event, in channel order.
     async fn list_for_event(&self, event_id: &EventId) -> Result<Vec<Notification>, StoreError>;
     /// One user's notifications, newest first.

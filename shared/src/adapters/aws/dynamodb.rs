@@ -17,7 +17,8 @@
 //! Conditions: idempotency claim `attribute_not_exists(id) OR expires_at < :now OR
 //! (#state = IN_PROGRESS AND in_progress_until < :now_ms)`; event and notification creation
 //! `attribute_not_exists(<key>)`; every notification transition its [`Guard`] (status set, or
-//! "pending/scheduled, or sending with `lease_until_ms` < now"). When a condition fails, the
+//! "pending/scheduled, or sending with `lease_until_ms` < now"); a notification upsert (the
+//! sender's claim-or-create) `attribute_not_exists(notification_id) OR <guard>`. When a condition fails, the
 //! current item is read back with a consistent read. Erasure: the user item is deleted whole;
 //! a notification's content is removed (`REMOVE title, last_error`) on condition that there is
 //! some; an event's record is written back with a `null` payload on condition that it exists.
@@ -37,7 +38,7 @@ use crate::domain::{AttemptChange, EventId, Guard, Notification, NotificationId,
 use crate::ports::store::channel_rank;
 use crate::ports::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore, NotificationStore, Page,
-    ProfileStore, StoreError, StoredResponse, TransitionOutcome,
+    ProfileStore, StoreError, StoredResponse, TransitionOutcome, UpsertOutcome,
 };
 use crate::ports::{Pace, RateLimiter, Suppression, SuppressionStore, suppression_key};
 use crate::domain::Channel;
@@ -323,6 +324,60 @@ type UpdateParts = (String, HashMap<String, String>, Item);
 
 /// `(update expression, names, values)` for a transition.
 fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
+    let (set, remove, names, values) = transition_clauses(change, "attempts")?;
+    Ok((update_expression(&set, &remove), names, values))
+}
+
+fn update_expression(set: &[String], remove: &[String]) -> String {
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    expression
+}
+
+/// The attributes a transition sets or removes.
+fn touched(change: &Transition) -> Vec<&'static str> {
+    let mut out = vec!["status", "updated_at"];
+    let named = [
+        ("reason", change.reason.is_some()),
+        ("last_error", change.last_error.is_some()),
+        ("lease_until", change.lease_until.is_some()),
+        ("lease_until_ms", change.lease_until.is_some()),
+        ("provider_message_id", change.provider_message_id.is_some()),
+        ("provider", change.provider.is_some()),
+        ("attempts", change.attempts != AttemptChange::Keep),
+        ("fallback", change.fallback.is_some()),
+        ("sent_at", change.sent_at.is_some()),
+    ];
+    out.extend(named.into_iter().filter(|(_, yes)| *yes).map(|(name, _)| name));
+    out
+}
+
+/// `(update expression, names, values)` for an upsert: the transition's clauses (its attempt
+/// count starting from the record's when there is no item), and every other attribute of the
+/// record set where the item lacks it (`if_not_exists`): on a new item, the whole record.
+fn upsert_update(record: &Notification, change: &Transition) -> Result<UpdateParts, StoreError> {
+    let (mut set, remove, mut names, mut values) = transition_clauses(change, "if_not_exists(attempts, :c_attempts)")?;
+    if change.attempts != AttemptChange::Keep {
+        values.insert(":c_attempts".into(), n(i64::from(record.attempts)));
+    }
+    let touched = touched(change);
+    let mut fields: Vec<(String, AttributeValue)> = notification_item(record)?.into_iter().filter(|(name, _)| name != "notification_id" && !touched.contains(&name.as_str())).collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (name, value)) in fields.into_iter().enumerate() {
+        set.push(format!("#c{i} = if_not_exists(#c{i}, :c{i})"));
+        names.insert(format!("#c{i}"), name);
+        values.insert(format!(":c{i}"), value);
+    }
+    Ok((update_expression(&set, &remove), names, values))
+}
+
+/// The SET and REMOVE clauses of a transition, with their names and values; `attempts` is what
+/// a counted or refunded attempt starts from.
+type Clauses = (Vec<String>, Vec<String>, HashMap<String, String>, Item);
+
+fn transition_clauses(change: &Transition, attempts: &str) -> Result<Clauses, StoreError> {
     let mut set = vec!["#status = :to".to_owned(), "updated_at = :at".to_owned()];
     let mut remove = Vec::new();
     let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
@@ -365,12 +420,12 @@ fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
     match change.attempts {
         AttemptChange::Keep => {}
         AttemptChange::Count => {
-            set.push("attempts = attempts + :one".into());
+            set.push(format!("attempts = {attempts} + :one"));
             values.insert(":one".into(), n(1));
         }
         // Never below zero: a refund follows the claim that counted, under the `sending` guard.
         AttemptChange::Refund => {
-            set.push("attempts = attempts - :one".into());
+            set.push(format!("attempts = {attempts} - :one"));
             values.insert(":one".into(), n(1));
         }
         AttemptChange::Reset => {
@@ -390,11 +445,7 @@ fn transition_update(change: &Transition) -> Result<UpdateParts, StoreError> {
         set.push("sent_at = :sent_at".into());
         values.insert(":sent_at".into(), to_av(&at)?);
     }
-    let mut expression = format!("SET {}", set.join(", "));
-    if !remove.is_empty() {
-        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-    }
-    Ok((expression, names, values))
+    Ok((set, remove, names, values))
 }
 
 /// The guard as a condition expression over `#status` and `lease_until_ms`.
@@ -531,6 +582,47 @@ impl NotificationStore for DynamoStore {
                     None => self.get(id).await?,
                 };
                 Ok(current.map(TransitionOutcome::Rejected).unwrap_or(TransitionOutcome::NotFound))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// One `UpdateItem` under `attribute_not_exists(notification_id) OR <guard>`, answering the
+    /// item as it was (`ALL_OLD`: none means it created it), from which the written notification
+    /// follows ([`Transition::apply_or_create`]); a failed condition answers the item as it is.
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError> {
+        let id = &record.notification_id;
+        let (update, names, mut values) = upsert_update(record, change)?;
+        let condition = format!("attribute_not_exists(notification_id) OR ({})", guard_condition(guard, &mut values)?);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.notifications)
+            .key("notification_id", s(id.as_str()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes.filter(|item| !item.is_empty()) {
+                None => Ok(UpsertOutcome::Created(change.apply_or_create(None, record))),
+                Some(old) => Ok(UpsertOutcome::Applied(change.apply_or_create(Some(&notification_from(old)?), record))),
+            },
+            Err(e) if is_condition_failure(&e) => {
+                let old = match e.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                    _ => None,
+                };
+                let current = match old {
+                    Some(item) => Some(notification_from(item)?),
+                    None => self.get(id).await?,
+                };
+                // The condition fails only on an item that exists.
+                current.map(UpsertOutcome::Rejected).ok_or_else(|| StoreError::Unavailable("notification vanished after a failed condition".into()))
             }
             Err(e) => Err(unavailable(e)),
         }

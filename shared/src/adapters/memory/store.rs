@@ -26,7 +26,7 @@ use crate::ports::pacing::{Pace, RateLimiter, until_next_second};
 use crate::ports::suppression::{Suppression, SuppressionStore, suppression_key};
 use crate::ports::store::{
     Claim, Connection, ConnectionStore, EventRecord, EventStore, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, channel_rank,
+    NotificationStore, Page, ProfileStore, StoreError, StoredResponse, TransitionOutcome, UpsertOutcome, channel_rank,
 };
 
 /// The most items one `list_for_user` page holds, whatever the caller asks for.
@@ -380,6 +380,32 @@ impl NotificationStore for MemoryStore {
             t.index_notification(&next);
         }
         Ok(TransitionOutcome::Applied(next))
+    }
+
+    async fn upsert(&self, record: &Notification, guard: &Guard, change: &Transition) -> Result<UpsertOutcome, StoreError> {
+        let mut t = self.tables();
+        let id = record.notification_id.as_str();
+        let current = t.notification(id)?;
+        if let Some(current) = &current
+            && !guard.holds_for(current)
+        {
+            return Ok(UpsertOutcome::Rejected(current.clone()));
+        }
+        let next = change.apply_or_create(current.as_ref(), record);
+        let value = encode(&next, "notification")?;
+        if let Some(current) = &current {
+            t.unindex_notification(current);
+        }
+        t.notifications.insert(id.to_owned(), value);
+        t.index_notification(&next);
+        Ok(match current {
+            None => {
+                // A new notification, as `create` writes one: under the local stack's retention.
+                t.retain_notification(id);
+                UpsertOutcome::Created(next)
+            }
+            Some(_) => UpsertOutcome::Applied(next),
+        })
     }
 
     async fn mark(&self, id: &NotificationId, owner: &UserId, mark: crate::domain::InboxMark, at: Timestamp) -> Result<Option<Notification>, StoreError> {
@@ -770,6 +796,22 @@ mod tests {
         for n in &finals[2..] {
             assert!(store.get(&n.notification_id).await.unwrap().is_some(), "the newest are kept");
         }
+        assert_eq!(store.tables().notifications.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn with_retention_notifications_created_by_a_claim_are_forgotten_once_final() {
+        use crate::domain::{Status, Transition};
+        let store = MemoryStore::with_retention(1);
+        let sent = Transition::to(Status::Sent, ts(1_700_000_010));
+        let mut created = Vec::new();
+        for (i, channel) in [Channel::Sms, Channel::Push, Channel::Websocket, Channel::Webhook, Channel::Telegram].into_iter().enumerate() {
+            let n = notification(&format!("evt-{i}"), channel, Status::Pending);
+            let guard = Guard::Claimable { now: ts(1_700_000_010) };
+            assert!(matches!(store.upsert(&n, &guard, &sent).await.unwrap(), UpsertOutcome::Created(_)));
+            created.push(n);
+        }
+        assert_eq!(store.get(&created[0].notification_id).await.unwrap(), None, "the oldest final one is forgotten");
         assert_eq!(store.tables().notifications.len(), 4);
     }
 
