@@ -104,6 +104,23 @@ fn is_condition_failure<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::Sd
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+impl DynamoStore {
+    /// The notification a conditional `UpdateItem` was refused on: the item the refusal carries
+    /// (`ReturnValuesOnConditionCheckFailure::AllOld`), else read again.
+    async fn as_it_is_now(
+        &self,
+        id: &NotificationId,
+        refusal: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
+    ) -> Result<Option<Notification>, StoreError> {
+        match refusal.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) if c.item.is_some() => {
+                c.item.clone().map(notification_from).transpose()
+            }
+            _ => NotificationStore::get(self, id).await,
+        }
+    }
+}
+
 /// A conditional write's answer: `true` written, `false` its condition did not hold.
 fn conditional_write<T, E: ProvideErrorMetadata>(result: Result<T, aws_sdk_dynamodb::error::SdkError<E>>) -> Result<bool, StoreError> {
     match result {
@@ -573,15 +590,7 @@ impl NotificationStore for DynamoStore {
                 None => self.get(id).await?.map(TransitionOutcome::Applied).ok_or_else(|| StoreError::Corrupt("updated item vanished".into())),
             },
             Err(e) if is_condition_failure(&e) => {
-                let old = match e.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
-                    _ => None,
-                };
-                let current = match old {
-                    Some(item) => Some(notification_from(item)?),
-                    None => self.get(id).await?,
-                };
-                Ok(current.map(TransitionOutcome::Rejected).unwrap_or(TransitionOutcome::NotFound))
+                Ok(self.as_it_is_now(id, &e).await?.map(TransitionOutcome::Rejected).unwrap_or(TransitionOutcome::NotFound))
             }
             Err(e) => Err(unavailable(e)),
         }
@@ -613,16 +622,11 @@ impl NotificationStore for DynamoStore {
                 Some(old) => Ok(UpsertOutcome::Applied(change.apply_or_create(Some(&notification_from(old)?), record))),
             },
             Err(e) if is_condition_failure(&e) => {
-                let old = match e.as_service_error() {
-                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
-                    _ => None,
-                };
-                let current = match old {
-                    Some(item) => Some(notification_from(item)?),
-                    None => self.get(id).await?,
-                };
                 // The condition fails only on an item that exists.
-                current.map(UpsertOutcome::Rejected).ok_or_else(|| StoreError::Unavailable("notification vanished after a failed condition".into()))
+                self.as_it_is_now(id, &e)
+                    .await?
+                    .map(UpsertOutcome::Rejected)
+                    .ok_or_else(|| StoreError::Unavailable("notification vanished after a failed condition".into()))
             }
             Err(e) => Err(unavailable(e)),
         }
