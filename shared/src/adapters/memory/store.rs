@@ -708,6 +708,58 @@ impl RateLimiter for MemoryStore {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The key directory.
+
+#[async_trait]
+impl crate::ports::KeyDirectory for MemoryStore {
+    async fn find_key(&self, key_hash: &str) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        self.tables().api_keys.get(key_hash).map(|v| decode(v, "API key")).transpose()
+    }
+
+    async fn put_key(&self, key: &crate::ports::StoredKey) -> Result<(), StoreError> {
+        let value = encode(key, "API key")?;
+        self.tables().api_keys.insert(key.key_hash.clone(), value);
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: Option<&crate::domain::Tenant>) -> Result<Vec<crate::ports::StoredKey>, StoreError> {
+        let mut keys: Vec<crate::ports::StoredKey> = self.tables().api_keys.values().map(|v| decode(v, "API key")).collect::<Result<_, _>>()?;
+        keys.retain(|k| tenant.is_none_or(|t| k.tenant == *t));
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<crate::ports::StoredKey>, StoreError> {
+        let mut tables = self.tables();
+        let Some((hash, mut key)) = tables
+            .api_keys
+            .iter()
+            .map(|(h, v)| decode::<crate::ports::StoredKey>(v, "API key").map(|k| (h.clone(), k)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .find(|(_, k)| k.key_id == key_id)
+        else {
+            return Ok(None);
+        };
+        key.revoked_at = key.revoked_at.or(Some(at));
+        let value = encode(&key, "API key")?;
+        tables.api_keys.insert(hash, value);
+        Ok(Some(key))
+    }
+
+    async fn tenant_settings(&self, tenant: &crate::domain::Tenant) -> Result<Option<crate::ports::TenantSettings>, StoreError> {
+        self.tables().tenants.get(tenant.as_str()).map(|v| decode(v, "tenant settings")).transpose()
+    }
+
+    async fn put_tenant_settings(&self, tenant: &crate::domain::Tenant, settings: &crate::ports::TenantSettings) -> Result<(), StoreError> {
+        let value = encode(settings, "tenant settings")?;
+        self.tables().tenants.insert(tenant.as_str().to_owned(), value);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,56 +878,5 @@ mod tests {
         .join();
         assert!(store.tables.is_poisoned());
         assert_eq!(store.tables().events.len(), 0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The key directory.
-
-#[async_trait]
-impl crate::ports::KeyDirectory for MemoryStore {
-    async fn find_key(&self, key_hash: &str) -> Result<Option<crate::ports::StoredKey>, StoreError> {
-        self.tables().api_keys.get(key_hash).map(|v| decode(v, "API key")).transpose()
-    }
-
-    async fn put_key(&self, key: &crate::ports::StoredKey) -> Result<(), StoreError> {
-        let value = encode(key, "API key")?;
-        self.tables().api_keys.insert(key.key_hash.clone(), value);
-        Ok(())
-    }
-
-    async fn list_keys(&self, tenant: Option<&crate::domain::Tenant>) -> Result<Vec<crate::ports::StoredKey>, StoreError> {
-        let mut keys: Vec<crate::ports::StoredKey> = self.tables().api_keys.values().map(|v| decode(v, "API key")).collect::<Result<_, _>>()?;
-        keys.retain(|k| tenant.is_none_or(|t| k.tenant == *t));
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
-        Ok(keys)
-    }
-
-    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<Option<crate::ports::StoredKey>, StoreError> {
-        let mut tables = self.tables();
-        let Some((hash, mut key)) = tables
-            .api_keys
-            .iter()
-            .map(|(h, v)| decode::<crate::ports::StoredKey>(v, "API key").map(|k| (h.clone(), k)))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .find(|(_, k)| k.key_id == key_id)
-        else {
-            return Ok(None);
-        };
-        key.revoked_at = key.revoked_at.or(Some(at));
-        let value = encode(&key, "API key")?;
-        tables.api_keys.insert(hash, value);
-        Ok(Some(key))
-    }
-
-    async fn tenant_settings(&self, tenant: &crate::domain::Tenant) -> Result<Option<crate::ports::TenantSettings>, StoreError> {
-        self.tables().tenants.get(tenant.as_str()).map(|v| decode(v, "tenant settings")).transpose()
-    }
-
-    async fn put_tenant_settings(&self, tenant: &crate::domain::Tenant, settings: &crate::ports::TenantSettings) -> Result<(), StoreError> {
-        let value = encode(settings, "tenant settings")?;
-        self.tables().tenants.insert(tenant.as_str().to_owned(), value);
-        Ok(())
     }
 }

@@ -91,7 +91,7 @@ pub async fn dead_letters_list_newest_first_in_pages_of_every_queue_or_one(fixtu
     }
     // Newest first by first failure; a tie by id, descending.
     let every = vec!["dl_5", "dl_4", "dl_3", "dl_2", "dl_1"];
-    assert_eq!(all_pages(&s, None, 100).await, [every.clone()]);
+    assert_eq!(all_pages(&s, None, 100).await, std::slice::from_ref(&every));
     assert_eq!(all_pages(&s, None, 2).await, [vec!["dl_5", "dl_4"], vec!["dl_3", "dl_2"], vec!["dl_1"]], "each once, in order");
     assert_eq!(all_pages(&s, Some(SEND_DLQ), 2).await, [vec!["dl_4", "dl_3"], vec!["dl_1"]], "one queue's");
     assert_eq!(all_pages(&s, Some(EVENTS_DLQ), 2).await, [vec!["dl_5", "dl_2"]], "a full last page has no cursor to an empty one");
