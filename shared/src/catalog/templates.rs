@@ -4,7 +4,7 @@
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::Channel;
 use crate::ports::RenderedMessage;
@@ -40,6 +40,13 @@ pub struct PreparedContext(minijinja::Value);
 pub struct Templates {
     env: Environment<'static>,
     names: BTreeSet<String>,
+    /// Event type → locale → the channels with every part present (a bit per channel): what
+    /// `resolve_locale` asks for every channel of every event, answered without building names.
+    complete: HashMap<String, HashMap<String, u16>>,
+}
+
+fn channel_bit(channel: Channel) -> u16 {
+    1 << (channel as u16)
 }
 
 impl std::fmt::Debug for Templates {
@@ -73,7 +80,7 @@ impl Templates {
                 AutoEscape::None
             }
         });
-        Self { env, names: BTreeSet::new() }
+        Self { env, names: BTreeSet::new(), complete: HashMap::new() }
     }
 
     /// Compiles one template part; a syntax error is reported with its line.
@@ -81,6 +88,9 @@ impl Templates {
         let name = template_name(event_type, locale, channel, part);
         self.env.add_template_owned(name.clone(), source).map_err(|e| format!("{e:#}"))?;
         self.names.insert(name);
+        if channel.template_parts().iter().all(|p| self.has(event_type, locale, channel, p)) {
+            *self.complete.entry(event_type.to_owned()).or_default().entry(locale.to_owned()).or_default() |= channel_bit(channel);
+        }
         Ok(())
     }
 
@@ -91,17 +101,21 @@ impl Templates {
     /// The first of `wanted` (each tried whole, then by its language alone: `uk-UA` → `uk`), then
     /// `fallback`, for which every part of `channel` exists.
     pub fn resolve_locale(&self, event_type: &str, channel: Channel, wanted: &[&str], fallback: &str) -> Option<String> {
-        let complete = |locale: &str| channel.template_parts().iter().all(|p| self.has(event_type, locale, channel, p));
-        let mut candidates: Vec<String> = Vec::new();
+        let locales = self.complete.get(event_type)?;
+        let complete = |locale: &str| locales.get(locale).is_some_and(|channels| channels & channel_bit(channel) != 0);
         for w in wanted {
-            let normalized = w.replace('_', "-");
-            candidates.push(normalized.clone());
-            if let Some((lang, _)) = normalized.split_once('-') {
-                candidates.push(lang.to_owned());
+            // `uk_UA` is read as `uk-UA` (the only case that needs a copy).
+            let normalized = if w.contains('_') { std::borrow::Cow::Owned(w.replace('_', "-")) } else { std::borrow::Cow::Borrowed(*w) };
+            if complete(&normalized) {
+                return Some(normalized.into_owned());
+            }
+            if let Some((lang, _)) = normalized.split_once('-')
+                && complete(lang)
+            {
+                return Some(lang.to_owned());
             }
         }
-        candidates.push(fallback.to_owned());
-        candidates.into_iter().find(|c| complete(c))
+        complete(fallback).then(|| fallback.to_owned())
     }
 
     /// Renders every part of `channel` (the context converted once for them all; to render
@@ -126,16 +140,33 @@ impl Templates {
         ctx: &PreparedContext,
     ) -> Result<RenderedMessage, RenderError> {
         let mut parts = BTreeMap::new();
+        // One name buffer for every part (the names differ only in their last segment).
+        let mut name = String::with_capacity(event_type.len() + locale.len() + 24);
         for part in channel.template_parts() {
-            let name = template_name(event_type, locale, channel, part);
+            name.clear();
+            {
+                use std::fmt::Write as _;
+                let _ = write!(name, "{event_type}/{locale}/{channel}.{part}");
+            }
             let template = self.env.get_template(&name).map_err(|e| RenderError { template: name.clone(), message: e.to_string() })?;
             let text = template
                 .render(ctx.0.clone())
                 .map_err(|e| RenderError { template: name.clone(), message: describe(&e, template.source()) })?;
-            parts.insert((*part).to_owned(), text.trim().to_owned());
+            parts.insert((*part).to_owned(), trimmed(text));
         }
         Ok(RenderedMessage { channel, locale: locale.to_owned(), parts })
     }
+}
+
+/// `text` without its leading and trailing whitespace, reusing its buffer.
+fn trimmed(mut text: String) -> String {
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    if start > 0 {
+        text.drain(..start);
+    }
+    text
 }
 
 /// The error, the template expression at fault (`payload.name`: the template's own text, never
@@ -172,6 +203,26 @@ mod tests {
 
     fn ctx(payload: &serde_json::Value) -> RenderContext<'_> {
         RenderContext { payload, user: json!({"id": "u-1"}), event: json!({"event_id": "e-1"}) }
+    }
+
+    #[test]
+    fn trimming_reuses_the_rendered_text() {
+        assert_eq!(trimmed("  Hi\n\n".into()), "Hi");
+        assert_eq!(trimmed("Hi".into()), "Hi");
+        assert_eq!(trimmed(" \n ".into()), "");
+        assert_eq!(trimmed("\tПривіт, Олено ".into()), "Привіт, Олено");
+    }
+
+    #[test]
+    fn a_locale_resolves_whole_then_by_language_then_to_the_fallback() {
+        let t = templates();
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["uk"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["uk_UA"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["uk-UA"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Sms, &["de", "uk"], "en").as_deref(), Some("uk"));
+        assert_eq!(t.resolve_locale("t", Channel::Email, &["uk"], "en").as_deref(), Some("en"), "uk has no email");
+        assert_eq!(t.resolve_locale("t", Channel::Push, &["uk"], "en"), None, "no push at all");
+        assert_eq!(t.resolve_locale("other", Channel::Sms, &["en"], "en"), None);
     }
 
     #[test]
