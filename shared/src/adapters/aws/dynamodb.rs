@@ -104,7 +104,39 @@ fn is_condition_failure<E: ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::Sd
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional `UpdateItem`'s expressions.
+struct ConditionalUpdate {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
 impl DynamoStore {
+    /// One conditional `UpdateItem` of a notification; a refusal carries the item as it is.
+    async fn update_notification(
+        &self,
+        id: &NotificationId,
+        u: ConditionalUpdate,
+        answer: ReturnValue,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>,
+    > {
+        self.client
+            .update_item()
+            .table_name(&self.tables.notifications)
+            .key("notification_id", s(id.as_str()))
+            .update_expression(u.update)
+            .condition_expression(u.condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values(answer)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await
+    }
+
     /// The notification a conditional `UpdateItem` was refused on: the item the refusal carries
     /// (`ReturnValuesOnConditionCheckFailure::AllOld`), else read again.
     async fn as_it_is_now(
@@ -571,19 +603,7 @@ impl NotificationStore for DynamoStore {
     async fn transition(&self, id: &NotificationId, guard: &Guard, change: &Transition) -> Result<TransitionOutcome, StoreError> {
         let (update, names, mut values) = transition_update(change)?;
         let condition = guard_condition(guard, &mut values)?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.notifications)
-            .key("notification_id", s(id.as_str()))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let result = self.update_notification(id, ConditionalUpdate { update, condition, names, values }, ReturnValue::AllNew).await;
         match result {
             Ok(out) => match out.attributes {
                 Some(item) => Ok(TransitionOutcome::Applied(notification_from(item)?)),
@@ -603,19 +623,7 @@ impl NotificationStore for DynamoStore {
         let id = &record.notification_id;
         let (update, names, mut values) = upsert_update(record, change)?;
         let condition = format!("attribute_not_exists(notification_id) OR ({})", guard_condition(guard, &mut values)?);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.notifications)
-            .key("notification_id", s(id.as_str()))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let result = self.update_notification(id, ConditionalUpdate { update, condition, names, values }, ReturnValue::AllOld).await;
         match result {
             Ok(out) => match out.attributes.filter(|item| !item.is_empty()) {
                 None => Ok(UpsertOutcome::Created(change.apply_or_create(None, record))),
