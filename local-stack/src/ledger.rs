@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use shared::domain::Channel;
 use shared::ports::{ChannelSender, Delivery, ProviderReceipt, SendError};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use shared::adapters::memory::RecentLog;
+use std::sync::Arc;
 
 /// One message a provider accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,23 +20,14 @@ pub struct SentMessage {
 
 #[derive(Clone, Default)]
 pub struct SendLedger {
-    sent: Arc<Mutex<Kept>>,
-    /// The most entries kept (the newest); 0: every one.
-    keep: usize,
-}
-
-#[derive(Default)]
-struct Kept {
-    entries: VecDeque<SentMessage>,
-    /// Every message recorded, including those no longer kept.
-    recorded: usize,
+    sent: Arc<RecentLog<SentMessage>>,
 }
 
 impl SendLedger {
     /// Keeps only the newest `keep` entries (0: all; the chaos run, which checks every message,
     /// keeps all); [`len`](Self::len) still counts every message.
     pub fn keeping(keep: usize) -> Self {
-        Self { keep, ..Self::default() }
+        Self { sent: Arc::new(RecentLog::keeping(keep)) }
     }
 
     /// Records what `inner` accepts.
@@ -46,12 +37,12 @@ impl SendLedger {
 
     /// The entries kept, oldest first.
     pub fn entries(&self) -> Vec<SentMessage> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).entries.iter().cloned().collect()
+        self.sent.kept(|_| true)
     }
 
     /// How many messages were recorded, kept or not.
     pub fn len(&self) -> usize {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).recorded
+        self.sent.recorded()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,12 +67,7 @@ impl ChannelSender for Recording {
             headers: delivery.message.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         };
         let id = self.inner.send(delivery).await?;
-        let mut kept = self.ledger.sent.lock().unwrap_or_else(|e| e.into_inner());
-        kept.recorded += 1;
-        kept.entries.push_back(entry);
-        if self.ledger.keep > 0 && kept.entries.len() > self.ledger.keep {
-            kept.entries.pop_front();
-        }
+        self.ledger.sent.push(entry);
         Ok(id)
     }
 }

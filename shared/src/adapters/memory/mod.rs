@@ -3,7 +3,9 @@
 pub mod connections;
 pub mod outbox;
 pub mod queue;
+pub mod recent;
 pub mod store;
 
 pub use connections::MemoryConnectionPoster;
 pub use outbox::{Outbox, OutboxEntry, OutboxSender};
+pub use recent::RecentLog;

@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use super::RecentLog;
 
 use crate::domain::{Channel, Priority};
 use crate::ports::{Address, ChannelSender, Delivery, ProviderReceipt, SendError};
@@ -33,18 +35,9 @@ pub struct OutboxEntry {
 /// What the local providers sent, in order, shared by all channels.
 #[derive(Clone, Default)]
 pub struct Outbox {
-    entries: Arc<Mutex<Kept>>,
+    entries: Arc<RecentLog<OutboxEntry>>,
     dir: Option<PathBuf>,
     notify: Arc<tokio::sync::Notify>,
-    /// The most entries listed (the newest); 0: every one.
-    keep: usize,
-}
-
-#[derive(Default)]
-struct Kept {
-    entries: VecDeque<OutboxEntry>,
-    /// Every message recorded, including those no longer kept.
-    recorded: usize,
 }
 
 impl Outbox {
@@ -55,18 +48,17 @@ impl Outbox {
     /// Lists only the newest `keep` messages (0: all of them), so that memory stays bounded
     /// under sustained load; [`len`](Self::len) still counts every message.
     pub fn keeping(self, keep: usize) -> Self {
-        Self { keep, ..self }
+        Self { entries: Arc::new(RecentLog::keeping(keep)), ..self }
     }
 
     /// The messages kept, oldest first.
     pub fn entries(&self, channel: Option<Channel>) -> Vec<OutboxEntry> {
-        let kept = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        kept.entries.iter().filter(|e| channel.is_none_or(|c| e.channel == c)).cloned().collect()
+        self.entries.kept(|e| channel.is_none_or(|c| e.channel == c))
     }
 
     /// How many messages were recorded, kept or not.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).recorded
+        self.entries.recorded()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,14 +90,7 @@ impl Outbox {
                 tracing::warn!(error = %e, "could not write the outbox file");
             }
         }
-        {
-            let mut kept = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            kept.recorded += 1;
-            kept.entries.push_back(entry);
-            if self.keep > 0 && kept.entries.len() > self.keep {
-                kept.entries.pop_front();
-            }
-        }
+        self.entries.push(entry);
         self.notify.notify_waiters();
     }
 }
